@@ -56,7 +56,7 @@ def make_tiny_bert(folder: Path, seed: int = 0, max_position: int = 64) -> Path:
         intermediate_size=37,
         max_position_embeddings=max_position,
     )
-    model = BertModel(config, add_pooling_layer=False).eval()
+    model = BertModel(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(folder)

@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make demo   set up .venv and run the main job
+#   make test   set up .venv and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first and pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup setup-dev demo test lint bench clean
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[model]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(PY) -m pip install -q -e '.[model,dev]'
+	touch $@
+
+setup: $(VENV)/.core
+setup-dev: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	$(VENV)/bin/embtune demo --output output/demo
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests bench
+
+bench: $(VENV)/.dev
+	$(PY) bench/encode.py
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

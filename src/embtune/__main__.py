@@ -1,0 +1,5 @@
+"""`python -m embtune ...` runs the CLI (also what torchrun launches)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The `embtune` command line: parse arguments, call the Python API, print results.
+
+Every user-facing error is one line on stderr and exit code 2; no traceback unless EMBTUNE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import EmbtuneError
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model folder, Hugging Face Hub id, or bundled:all-MiniLM-L6-v2")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom code from the model folder")
+    p.add_argument("--allow-pickle", action="store_true", help="allow pickle weights (pytorch_model.bin)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embtune", description="Fine-tune, evaluate and serve embedding models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="embed texts from a file into a .npy array")
+    _add_model_options(p)
+    p.add_argument("--input", required=True, help=".txt (one text per line), .csv, .tsv, .jsonl or .parquet")
+    p.add_argument("--column", help="text column for .csv/.tsv/.jsonl/.parquet input")
+    p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--normalize", action="store_true")
+    p.add_argument("--prompt", help="text prepended to every input")
+    p.add_argument("--prompt-name", help="name of one of the model's prompts")
+    p.add_argument("--quantize", choices=["int8", "uint8", "binary", "ubinary"])
+    p.add_argument("--truncate-dim", type=int)
+
+    p = sub.add_parser("similarity", help="similarity of two texts")
+    _add_model_options(p)
+    p.add_argument("text_a")
+    p.add_argument("text_b")
+
+    p = sub.add_parser("info", help="architecture, dimensions, max length, similarity function, prompts")
+    _add_model_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("demo", help="the main job: see README")
+    p.add_argument("--output", default="output/demo", help="output folder")
+    return parser
+
+
+def _load(args):
+    from .models.embedding_model import EmbeddingModel
+
+    return EmbeddingModel.load(args.model, trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle)
+
+
+def read_texts(path: str, column: str | None) -> list[str]:
+    """Texts from a .txt file (one per line, blank lines kept out) or one column of a table file."""
+    file = Path(path)
+    if not file.is_file():
+        raise EmbtuneError(f"{file}: no such file; check the --input path")
+    if file.suffix.lower() == ".txt":
+        try:
+            texts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise EmbtuneError(f"{file}: byte {exc.start} is not valid UTF-8; re-save the file as UTF-8") from None
+        if column is not None:
+            raise EmbtuneError(f"{file}: --column applies to table files, not .txt; drop --column")
+    else:
+        from .data.sources import load_table
+
+        table = load_table(file)
+        if column is None:
+            raise EmbtuneError(f"{file}: pass --column to say which column holds the texts; columns: {', '.join(table.column_names)}")
+        if column not in table.column_names:
+            raise EmbtuneError(f"{file}: unknown column {column!r}; available columns: {', '.join(table.column_names)}")
+        texts = table[column]
+        for row, value in enumerate(texts, start=1):
+            if not isinstance(value, str):
+                raise EmbtuneError(f"{file}, row {row}, column {column!r}: expected text, got {value!r}; fix or remove the row")
+    if not texts:
+        raise EmbtuneError(f"{file}: no texts found; the input file is empty")
+    return texts
+
+
+def cmd_encode(args) -> int:
+    import numpy as np
+
+    texts = read_texts(args.input, args.column)
+    if not args.output.endswith(".npy"):
+        raise EmbtuneError(f"{args.output}: --output must end in .npy")
+    model = _load(args)
+    emb = model.encode(
+        texts,
+        batch_size=args.batch_size,
+        normalize=args.normalize,
+        prompt=args.prompt,
+        prompt_name=args.prompt_name,
+        precision=args.precision,
+        quantize=args.quantize,
+        truncate_dim=args.truncate_dim,
+        show_progress_bar=sys.stderr.isatty() and len(texts) > 2000,
+    )
+    from .utils.atomic import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, emb)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.output, buf.getvalue())
+    print(f"wrote {emb.shape[0]} x {emb.shape[1]} {emb.dtype} embeddings to {args.output}")
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    model = _load(args)
+    emb = model.encode([args.text_a, args.text_b], precision="fp32")
+    score = float(model.similarity_pairwise(emb[:1], emb[1:])[0])
+    print(f"{score:.4f}\t({model.similarity_fn_name})")
+    return 0
+
+
+def cmd_info(args) -> int:
+    model = _load(args)
+    info = model.describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.output))
+    return 0
+
+
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="embtune: warning: %(message)s", stream=sys.stderr)
+    debug = os.environ.get("EMBTUNE_DEBUG") == "1"
+    try:
+        return COMMANDS[args.command](args)
+    except EmbtuneError as exc:
+        if debug:
+            raise
+        print(f"embtune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("embtune: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in embtune or a dependency: still one line, with a way to see more
+        if debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(f"embtune: internal error: {type(exc).__name__}: {first} (rerun with EMBTUNE_DEBUG=1 for details)", file=sys.stderr)
+        return 1

@@ -1,0 +1,383 @@
+"""Load, check, render and tokenize one training dataset once; cache the token ids on disk as Arrow.
+
+``prepare_dataset`` runs, in order: ``load_table`` → ``check_columns`` / ``check_roles_for_loss`` →
+``validate_table`` → (cache hit, or render + tokenize in batches and write the cache). The cache entry lives in
+``<cache_dir>/prepared/<name>-<key>/`` and is keyed by everything that changes the token ids: the source
+file fingerprint, the tokenizer fingerprint (class + tokenizer.json content), max_seq_length, templates,
+prompts, the column roles and max_rows. Epochs and later runs memory-map it instead of re-tokenizing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from ..errors import EmbtuneError
+from ..losses.base import Loss
+from .columns import ColumnRoles, check_columns, check_roles_for_loss
+from .render import PerRole, check_per_role, column_kind, for_role, render_column
+from .samplers import hash_texts
+from .sources import file_fingerprint, load_table, split_path
+from .validate import (
+    check_texts,
+    count_duplicate_rows,
+    label_array,
+    validate_table,
+    warn_duplicates,
+    warn_truncated,
+)
+
+_CACHE_VERSION = 1
+_BATCH_ROWS = 1000  # rows rendered and tokenized per tokenizer call
+STATISTICS_ROWS = 1000  # model cards describe the first 1000 rows, as sentence-transformers does
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One training dataset: where it is, which column plays which role, and how to render texts.
+
+    Args:
+        path: the data file or saved-datasets folder (``folder:split`` for a saved DatasetDict).
+        columns: the column roles.
+        format: csv, tsv, jsonl, parquet or disk; None infers it from the extension.
+        template: ``str.format`` template for dict/record columns, one for all roles or per role
+            (``{"anchor": "{title}", "positive": "{title}: {text}"}``); see ``embtune.data.render``.
+        prompt: a prefix for every text, or per role (``{"anchor": "query: ", "positive": "passage: "}``).
+        name: the dataset's name in logs and model cards; default: the file name without extension.
+        max_rows: use only the first ``max_rows`` rows (None: all).
+    """
+
+    path: str | os.PathLike[str]
+    columns: ColumnRoles
+    format: str | None = None
+    template: PerRole = None
+    prompt: PerRole = None
+    name: str | None = None
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_rows is not None and self.max_rows < 1:
+            raise EmbtuneError(
+                f"{self.path}: max_rows must be at least 1, got {self.max_rows}; or leave it unset"
+            )
+
+    @property
+    def display_name(self) -> str:
+        """``name``, or the file name without extension (or split suffix)."""
+        return self.name or split_path(self.path)[0].stem
+
+
+@dataclass
+class PreparedDataset:
+    """A tokenized dataset ready for sampling and collation; all per-row arrays share the row order.
+
+    Attributes:
+        name: dataset name (logs, model cards).
+        path: the source file.
+        roles: text roles in order: anchor, positive, negative_1 ... negative_k.
+        columns: role → source column name (``label`` included when there is one).
+        tokens: one ``list<int32>`` column of input ids per role, memory-mapped from the cache.
+        lengths: (num_rows, n_roles) int32 token counts (special tokens included, after truncation).
+        row_keys: (num_rows, n_roles) uint64 hashes of the rendered texts, without prompts.
+        labels: (num_rows,) float32 labels (or (num_rows, k) for list labels), None without a label.
+        truncated_count: how many texts were longer than max_seq_length and were cut.
+        duplicate_count: how many rows repeat an earlier row exactly.
+        pad_token_id / uses_token_type_ids: what collate needs from the tokenizer.
+        max_seq_length: the truncation length used.
+        cache_dir: the cache entry folder holding ``tokens.arrow``.
+    """
+
+    name: str
+    path: Path
+    roles: list[str]
+    columns: dict[str, str]
+    tokens: datasets.Dataset = field(repr=False)
+    lengths: np.ndarray = field(repr=False)
+    row_keys: np.ndarray = field(repr=False)
+    labels: np.ndarray | None = field(repr=False)
+    truncated_count: int
+    duplicate_count: int
+    pad_token_id: int
+    uses_token_type_ids: bool
+    max_seq_length: int
+    cache_dir: Path
+    spec: DatasetSpec = field(repr=False)
+    source: pa.Table = field(repr=False)
+
+    @property
+    def num_rows(self) -> int:
+        """Number of training rows."""
+        return len(self.lengths)
+
+    @property
+    def token_table(self) -> pa.Table:
+        """The memory-mapped Arrow table behind ``tokens`` (collate takes rows from it)."""
+        return self.tokens.data.table
+
+    def statistics(self, max_rows: int = STATISTICS_ROWS) -> dict[str, dict[str, Any]]:
+        """Per source column, over the first ``max_rows`` rows: type and min/mean/max.
+
+        Text columns give ``{"role", "type": "string"|"dict", "min", "mean", "max"}`` in tokens (as the model
+        sees them: rendered, prompt and special tokens included, truncated); the label column gives the same
+        keys over the label values (type "float"/"int"/"bool"/"list"). Means are rounded to 2 decimals.
+        """
+        stats: dict[str, dict[str, Any]] = {}
+        n = min(max_rows, self.num_rows)
+        for j, role in enumerate(self.roles):
+            column = self.columns[role]
+            counts = self.lengths[:n, j]
+            stats[column] = {
+                "role": role,
+                "type": column_kind(self.source.schema.field(column).type),
+                **_summary(counts, integer=True),
+            }
+        if self.labels is not None:
+            column = self.columns["label"]
+            stats[column] = {
+                "role": "label",
+                "type": column_kind(self.source.schema.field(column).type),
+                **_summary(self.labels[:n], integer=False),
+            }
+        return stats
+
+    def samples(self, n: int = 3) -> list[dict[str, Any]]:
+        """The first ``n`` rows as column → rendered text (templates applied, prompts not) or label value."""
+        head = self.source.slice(0, n)
+        rows: list[dict[str, Any]] = [{} for _ in range(head.num_rows)]
+        for role in self.roles:
+            column = self.columns[role]
+            template = for_role(self.spec.template, role)
+            texts = _render(head.column(column), column, template, self.path)
+            for row, text in zip(rows, texts, strict=True):
+                row[column] = text
+        if "label" in self.columns:
+            for row, value in zip(rows, head.column(self.columns["label"]).to_pylist(), strict=True):
+                row[self.columns["label"]] = value
+        return rows
+
+
+def prepare_dataset(
+    spec: DatasetSpec,
+    tokenizer: Any,
+    max_seq_length: int,
+    loss: Loss | None = None,
+    cache_dir: str | os.PathLike[str] = ".embtune_cache",
+    batch_size: int | None = None,
+) -> PreparedDataset:
+    """Load, validate, render and tokenize ``spec`` (or reuse the cached token ids).
+
+    Args:
+        spec: the dataset.
+        tokenizer: a Hugging Face tokenizer (a fast one: its overflow info gives the truncation count).
+        max_seq_length: texts are truncated to this many tokens, special tokens included.
+        loss: when given, the roles and labels are checked against what it reads.
+        cache_dir: root of the on-disk cache (parsed tables under ``tables/``, tokens under ``prepared/``).
+        batch_size: when given, fewer rows than one batch is an error.
+
+    Returns:
+        The PreparedDataset. Duplicate rows and truncated texts are reported as ``DataWarning``.
+
+    Raises:
+        EmbtuneError: any problem with the file, the columns, the texts or the labels (see validate).
+    """
+    if max_seq_length < 2:
+        raise EmbtuneError(
+            f"max_seq_length must be at least 2 (room for special tokens), got {max_seq_length}"
+        )
+    cache_root = Path(cache_dir)
+    source_ds = load_table(spec.path, spec.format, cache_dir=cache_root)
+    path = Path(str(spec.path))
+    table = source_ds.data.table
+    if spec.max_rows is not None:
+        table = table.slice(0, spec.max_rows)
+
+    roles = spec.columns
+    check_columns(roles, table.column_names, path)
+    if loss is not None:
+        check_roles_for_loss(roles, loss)
+    role_names = list(roles.text_roles)
+    check_per_role(spec.template, role_names, f"{path}: template")
+    check_per_role(spec.prompt, role_names, f"{path}: prompt")
+    validate_table(
+        table, roles, label_spec=loss.label if loss is not None else None, path=path, batch_size=batch_size
+    )
+
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        raise EmbtuneError(
+            f"{type(tokenizer).__name__} has no pad token; set one before preparing data, e.g. "
+            "tokenizer.pad_token = tokenizer.eos_token"
+        )
+    key = _cache_key(spec, tokenizer, max_seq_length)
+    entry = cache_root / "prepared" / f"{spec.display_name}-{key[:16]}"
+    if not (entry / "meta.json").exists():
+        _build_entry(entry, table, spec, tokenizer, max_seq_length, path)
+    meta = json.loads((entry / "meta.json").read_text())
+    arrays = np.load(entry / "arrays.npz")
+    labels = arrays["labels"] if "labels" in arrays.files else None
+
+    duplicates = count_duplicate_rows(arrays["row_keys"], labels)
+    warn_duplicates(duplicates, table.num_rows, path)
+    warn_truncated(meta["truncated_count"], table.num_rows * len(role_names), max_seq_length, path)
+    columns = dict(roles.text_roles) | ({"label": roles.label} if roles.label is not None else {})
+    return PreparedDataset(
+        name=spec.display_name,
+        path=path,
+        roles=role_names,
+        columns=columns,
+        tokens=datasets.Dataset.from_file(str(entry / "tokens.arrow"), in_memory=False),
+        lengths=arrays["lengths"],
+        row_keys=arrays["row_keys"],
+        labels=labels,
+        truncated_count=int(meta["truncated_count"]),
+        duplicate_count=duplicates,
+        pad_token_id=int(pad_id),
+        uses_token_type_ids="token_type_ids" in getattr(tokenizer, "model_input_names", ()),
+        max_seq_length=max_seq_length,
+        cache_dir=entry,
+        spec=spec,
+        source=table,
+    )
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """SHA-256 of the tokenizer class and its full definition (tokenizer.json for fast tokenizers, else the
+    vocabulary and init options), ignoring the truncation/padding state that calls change."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        digest.update(json.dumps(state, sort_keys=True).encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+        options = {k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items() if k != "name_or_path"}
+        digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _cache_key(spec: DatasetSpec, tokenizer: Any, max_seq_length: int) -> str:
+    roles = spec.columns
+    parts = {
+        "version": _CACHE_VERSION,
+        "source": file_fingerprint(split_path(spec.path)[0]),
+        "format": spec.format,
+        "path": str(spec.path),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "max_seq_length": max_seq_length,
+        "template": spec.template,
+        "prompt": spec.prompt,
+        "roles": roles.text_roles,
+        "label": roles.label,
+        "max_rows": spec.max_rows,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _build_entry(
+    entry: Path, table: pa.Table, spec: DatasetSpec, tokenizer: Any, max_seq_length: int, path: Path
+) -> None:
+    """Render and tokenize in batches, stream the ids into ``tokens.arrow``; write arrays and meta last."""
+    text_roles = spec.columns.text_roles
+    schema = pa.schema([(role, pa.list_(pa.int32())) for role in text_roles])
+    partial = entry.with_name(f"{entry.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    lengths, keys, truncated = [], [], 0
+    try:
+        with (
+            pa.OSFile(str(partial / "tokens.arrow"), "wb") as sink,
+            pa.ipc.new_stream(sink, schema) as writer,
+        ):
+            start = 0
+            for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
+                columns, batch_lengths, batch_keys = [], [], []
+                for role, column in text_roles.items():
+                    texts = _render(batch.column(column), column, for_role(spec.template, role), path, start)
+                    if column_kind(batch.column(column).type) == "dict":
+                        check_texts(
+                            pa.array(texts, pa.string()), column=column, role=role, path=path, first_row=start
+                        )
+                    batch_keys.append(hash_texts(texts))
+                    prompt = for_role(spec.prompt, role) or ""
+                    ids, n_cut = _tokenize(
+                        [prompt + t for t in texts] if prompt else texts, tokenizer, max_seq_length
+                    )
+                    truncated += n_cut
+                    columns.append(ids)
+                    batch_lengths.append(np.diff(ids.offsets.to_numpy()).astype(np.int32))
+                writer.write_batch(pa.record_batch(columns, schema=schema))
+                lengths.append(np.stack(batch_lengths, axis=1))
+                keys.append(np.stack(batch_keys, axis=1).astype(np.uint64))
+                start += batch.num_rows
+        arrays = {"lengths": np.concatenate(lengths), "row_keys": np.concatenate(keys)}
+        if spec.columns.label is not None:
+            arrays["labels"] = label_array(
+                table.column(spec.columns.label), column=spec.columns.label, path=path
+            )
+        np.savez(partial / "arrays.npz", **arrays)
+        (partial / "meta.json").write_text(
+            json.dumps({"truncated_count": truncated, "num_rows": table.num_rows})
+        )
+        if (entry / "meta.json").exists():
+            return  # another process (e.g. a DDP rank) finished the same entry first; it may be mapped
+        shutil.rmtree(entry, ignore_errors=True)  # a stale entry without meta.json (interrupted run)
+        try:
+            os.replace(partial, entry)
+        except OSError:
+            if not (entry / "meta.json").exists():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _render(values: pa.Array, column: str, template: str | None, path: Path, first_row: int = 0) -> list[str]:
+    return render_column(values, column=column, template=template, path=path, first_row=first_row)
+
+
+def _tokenize(texts: list[str], tokenizer: Any, max_seq_length: int) -> tuple[pa.ListArray, int]:
+    """Token ids of ``texts`` (truncated, special tokens added) as list<int32>, and how many were cut."""
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(
+        texts,
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_seq_length,
+        return_overflowing_tokens=fast,  # a cut text yields extra rows: counts truncation in the same call
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    ids = encoded["input_ids"]
+    if fast:
+        mapping = np.asarray(encoded["overflow_to_sample_mapping"])
+        first = np.flatnonzero(np.r_[True, mapping[1:] != mapping[:-1]])  # first window of each text
+        n_cut = int(np.count_nonzero(np.diff(np.r_[first, len(mapping)]) > 1))
+        ids = [ids[i] for i in first]
+    else:  # no overflow info: count texts that reached the limit (may include some that fit exactly)
+        n_cut = sum(len(x) >= max_seq_length for x in ids)
+    counts = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
+    offsets = np.zeros(len(ids) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), n_cut
+
+
+def _summary(values: np.ndarray, integer: bool) -> dict[str, Any]:
+    if values.size == 0:
+        return {"min": None, "mean": None, "max": None}
+    flat = values.astype(np.float64).ravel()
+    low, high = flat.min(), flat.max()
+    if integer:
+        return {"min": int(low), "mean": round(float(flat.mean()), 2), "max": int(high)}
+    return {"min": float(low), "mean": round(float(flat.mean()), 2), "max": float(high)}
