@@ -105,8 +105,9 @@ def cmd_encode(args) -> int:
         truncate_dim=args.truncate_dim,
         show_progress_bar=sys.stderr.isatty() and len(texts) > 2000,
     )
-    from .utils.atomic import atomic_write_bytes
     import io
+
+    from .utils.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     np.save(buf, emb)

@@ -16,7 +16,7 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
