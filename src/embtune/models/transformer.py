@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -51,6 +52,21 @@ def _check_remote_code(folder: Path, trust_remote_code: bool) -> None:
         )
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """Hide transformers' "Loading weights" / "Writing model shards" progress bars (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class Transformer(nn.Module):
     """A Hugging Face encoder and its fast tokenizer.
 
@@ -97,14 +113,15 @@ class Transformer(nn.Module):
         check_weight_files(folder, allow_pickle)
         _check_remote_code(folder, trust_remote_code)
         try:
-            config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-            model = AutoModel.from_pretrained(
-                folder,
-                config=config,
-                trust_remote_code=trust_remote_code,
-                use_safetensors=None if allow_pickle else True,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+            with _quiet_loading():
+                config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+                model = AutoModel.from_pretrained(
+                    folder,
+                    config=config,
+                    trust_remote_code=trust_remote_code,
+                    use_safetensors=None if allow_pickle else True,
+                )
+                tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         except EmbtuneError:
             raise
         except Exception as exc:  # transformers raises many types for a broken folder
@@ -117,8 +134,9 @@ class Transformer(nn.Module):
 
     def save(self, folder: Path) -> None:
         """Write config.json, model.safetensors and the tokenizer files into ``folder``."""
-        self.auto_model.save_pretrained(folder, safe_serialization=True)
-        self.tokenizer.save_pretrained(folder)
+        with _quiet_loading():
+            self.auto_model.save_pretrained(folder, safe_serialization=True)
+            self.tokenizer.save_pretrained(folder)
 
     # --- tokenization ---------------------------------------------------------------------------------
 
