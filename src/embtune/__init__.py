@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["EmbeddingModel", "EmbtuneError", "__version__"]
+__all__ = ["EmbeddingModel", "EmbtuneError", "__version__", "load_recipe", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,12 @@ def __getattr__(name: str) -> Any:
         from .errors import EmbtuneError
 
         return EmbtuneError
+    if name == "train":
+        from .training.loop import train
+
+        return train
+    if name == "load_recipe":
+        from .training.recipe import load_recipe
+
+        return load_recipe
     raise AttributeError(f"module 'embtune' has no attribute {name!r}")

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("train", help="fine-tune a model from a YAML recipe (see recipes/)")
+    p.add_argument("recipe", help="the recipe file, e.g. recipes/pairs_mnrl.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values, e.g. args.max_steps=10")
+
     p = sub.add_parser("demo", help="the main job: see README")
     p.add_argument("--output", default="output/demo", help="output folder")
     return parser
@@ -143,7 +147,18 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "demo": cmd_demo}
+def cmd_train(args) -> int:
+    from .training.loop import train
+    from .training.recipe import load_recipe
+
+    result = train(load_recipe(args.recipe, args.overrides))
+    if result.metrics:  # rank 0 only
+        print(json.dumps({k: result.metrics[k] for k in ("base", "final")}, indent=2))
+        print(f"model: {result.model_path}\nlog: {result.log_path}")
+    return 0
+
+
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "demo": cmd_demo, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

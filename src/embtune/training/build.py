@@ -1,0 +1,163 @@
+"""Turn config groups into objects: the model, the prepared datasets with their losses, samplers, evaluators.
+
+Each function here is one setup step of ``loop.train``; none of them runs during the step loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.collate import collate
+from ..data.columns import ColumnRoles
+from ..data.prepare import DatasetSpec, PreparedDataset, prepare_dataset
+from ..data.samplers import (
+    GroupByLabelBatchSampler,
+    MultiDatasetBatchSampler,
+    NoDuplicatesBatchSampler,
+    ShuffledBatchSampler,
+)
+from ..data.sources import load_table
+from ..data.synthetic import resolve_path
+from ..errors import EmbtuneError
+from ..losses import build_loss
+from ..losses.base import Loss
+from ..models.embedding_model import EmbeddingModel
+from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
+
+
+def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel:
+    """The model to train: a checkpoint (on resume), else the base model of ``cfg``.
+
+    A folder without ``modules.json`` is a plain Hugging Face encoder: it gets ``cfg.pooling`` and
+    ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
+    """
+    opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
+    if checkpoint is not None:
+        model = EmbeddingModel.load(checkpoint, **opts)
+        model.source = cfg.name
+        return model
+    folder = Path(cfg.name)
+    if folder.is_dir() and not (folder / "modules.json").is_file():
+        return EmbeddingModel.from_transformer(
+            folder, pooling=cfg.pooling, normalize=cfg.normalize, max_seq_length=cfg.max_seq_length, **opts
+        )
+    model = EmbeddingModel.load(cfg.name, **opts)
+    if cfg.max_seq_length is not None:
+        model.max_seq_length = cfg.max_seq_length
+    return model
+
+
+@dataclass
+class TrainData:
+    """One training dataset, ready to batch: its config, loss, tokenized rows and optional validation rows."""
+
+    cfg: DatasetCfg
+    loss: Loss
+    train: PreparedDataset
+    eval: PreparedDataset | None
+
+    @property
+    def name(self) -> str:
+        return self.train.name
+
+
+def prepare_data(
+    cfgs: list[DatasetCfg], model: EmbeddingModel, cache_dir: Path, global_batch_size: int
+) -> list[TrainData]:
+    """Build each dataset's loss, check its roles, and tokenize its train (and eval) file once (cached)."""
+    out = []
+    for cfg in cfgs:
+        loss = build_loss(cfg.loss.name, **dict(cfg.loss.params))
+        roles = ColumnRoles(cfg.columns.anchor, cfg.columns.positive, list(cfg.columns.negatives), cfg.columns.label)
+
+        name = cfg.name or Path(cfg.path.removeprefix("synthetic:")).stem
+        train = _prepare(cfg, roles, loss, cfg.path, name, model, cache_dir, global_batch_size)
+        evaluation = _prepare(cfg, roles, loss, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
+        out.append(TrainData(cfg, loss, train, evaluation))
+    return out
+
+
+def _prepare(
+    cfg: DatasetCfg,
+    roles: ColumnRoles,
+    loss: Loss,
+    path: str,
+    name: str,
+    model: EmbeddingModel,
+    cache_dir: Path,
+    batch_size: int | None = None,
+) -> PreparedDataset:
+    spec = DatasetSpec(
+        path=resolve_path(path, cache_dir),
+        columns=roles,
+        format=cfg.format,
+        template=cfg.template,
+        prompt=cfg.prompt,
+        name=name,
+        max_rows=cfg.max_rows,
+    )
+    return prepare_dataset(spec, model.tokenizer, model.max_seq_length, loss, cache_dir=cache_dir, batch_size=batch_size)
+
+
+def build_sampler(data: list[TrainData], args: TrainArgs, rank: int, world_size: int) -> MultiDatasetBatchSampler:
+    """One batch sampler per dataset (``args.batch_sampler``), interleaved by ``multi_dataset_batch_sampler``.
+
+    A single dataset is wrapped too, so the loop always receives ``(dataset_index, rows)``.
+    """
+    seed = args.effective_data_seed
+    samplers = []
+    for d in data:
+        common = {
+            "batch_size": args.per_device_train_batch_size,
+            "drop_last": args.dataloader_drop_last,
+            "seed": seed,
+            "rank": rank,
+            "world_size": world_size,
+        }
+        lengths = d.train.lengths.max(axis=1) if args.group_by_length else None
+        if args.batch_sampler == "no_duplicates":
+            samplers.append(NoDuplicatesBatchSampler(d.train.row_keys, lengths=lengths, **common))
+        elif args.batch_sampler == "group_by_label":
+            if d.train.labels is None:
+                raise EmbtuneError(
+                    f"dataset {d.name!r}: batch_sampler group_by_label needs a label column (columns.label)"
+                )
+            samplers.append(GroupByLabelBatchSampler(d.train.labels, **common))
+        else:
+            samplers.append(ShuffledBatchSampler(d.train.num_rows, lengths=lengths, **common))
+    return MultiDatasetBatchSampler(samplers, strategy=args.multi_dataset_batch_sampler, seed=seed)
+
+
+def eval_batches(prepared: PreparedDataset, batch_size: int):
+    """Sequential batches over a validation set (no shuffling)."""
+    for start in range(0, prepared.num_rows, batch_size):
+        yield collate(prepared, list(range(start, min(start + batch_size, prepared.num_rows))))
+
+
+def build_evaluators(cfgs: list[EvaluatorCfg], cache_dir: Path, batch_size: int) -> list[Any]:
+    """Evaluators from config: read each file once and hand the mapped columns to ``build_evaluator``."""
+    from ..evaluation import build_evaluator, load_retrieval_pairs
+
+    out = []
+    for cfg in cfgs:
+        path = resolve_path(cfg.path, cache_dir)
+        params: dict[str, Any] = {"name": cfg.name, "batch_size": batch_size, **cfg.params}
+        if cfg.kind == "retrieval":
+            cols = {"query": "query", "positive": "positive", **cfg.columns}
+            data = load_retrieval_pairs(path, cols["query"], cols["positive"])
+            params |= {"queries": data.queries, "corpus": data.corpus, "relevant_docs": data.relevant_docs}
+        else:
+            table = load_table(path)
+            if cfg.max_rows is not None:
+                table = table.select(range(min(cfg.max_rows, len(table))))
+            for param, column in cfg.columns.items():
+                if column not in table.column_names:
+                    raise EmbtuneError(
+                        f"evaluator {cfg.name!r}: {path} has no column {column!r} (for {param}); "
+                        f"columns: {', '.join(table.column_names)}"
+                    )
+                params[param] = table[column]
+        out.append(build_evaluator(cfg.kind, **params))
+    return out

@@ -1,0 +1,38 @@
+"""Where log rows go: a JSONL file (one JSON object per line) and the progress bar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class JsonlLogger:
+    """Append log rows to ``path``; ``restart(rows)`` rewrites the file (used on resume).
+
+    Only the process that writes files (rank 0) should create one.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def restart(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the file with ``rows`` (the log of the checkpoint a run resumes from)."""
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Append one row and flush it, so a killed run keeps everything logged so far."""
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """A short one-line view of a log row for the progress bar / terminal."""
+    parts = []
+    for key, value in row.items():
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)

@@ -1,0 +1,439 @@
+"""``train(config)``: the one training loop of embtune, meant to be read top to bottom.
+
+Outline (each block below has a header comment with its number):
+
+1. setup: processes (torchrun DDP), seed, device, output folder, resume point;
+2. model, data (tokenized once, cached), one loss per dataset, the batch sampler;
+3. optimizer, scheduler, precision; the base model's metrics (before any step);
+4. maybe resume: optimizer, scheduler, sampler position, RNG states, log;
+5. the step loop: batch -> embeddings per role -> loss / accum -> backward; every ``accum`` batches
+   clip, step, schedule; log every ``logging_steps``; evaluate and save on their strategies;
+6. end: best model (if asked), final metrics, the final model at the root of ``output_dir`` + card.
+
+Helpers below ``train`` each do one thing and hold no state between calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ..data.collate import Batch, collate
+from ..errors import EmbtuneError
+from ..evaluation import run_evaluators
+from ..losses.base import ModelLoss
+from ..models.embedding_model import EmbeddingModel
+from ..utils import distributed as dist
+from ..utils.atomic import atomic_dir
+from ..utils.device import default_device, fast_bf16
+from ..utils.seed import get_rng_state, seed_everything, set_rng_state
+from . import checkpoint as ckpt
+from .build import TrainData, build_evaluators, build_model, build_sampler, eval_batches, prepare_data
+from .config import TrainArgs, TrainConfig
+from .log import JsonlLogger
+from .optim import build_optimizer, build_scheduler
+from .run_info import build_run_info, write_card
+
+LOG_FILE = "training_log.jsonl"
+PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the final model folder, the metrics (base vs final) and the log file."""
+
+    model_path: Path
+    metrics: dict[str, Any]
+    log_path: Path
+
+
+def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, read top to bottom (STYLE §4)
+    """Fine-tune ``config.model`` on ``config.datasets``; write the model, checkpoints and log to ``args.output_dir``.
+
+    Launch with ``torchrun --nproc_per_node=N -m embtune train recipe.yaml`` for DDP: every rank trains on
+    its slice of each global batch, embeddings are gathered so each loss sees the whole global batch,
+    and only rank 0 evaluates and writes files.
+    """
+    args = config.args
+    started = time.perf_counter()
+
+    # --- 1. setup: processes, seed, device, output folder, resume point -------------------------------
+    device = dist.init_distributed() or default_device()
+    rank, world = dist.rank(), dist.world_size()
+    seed_everything(args.seed)
+    output_dir = Path(args.output_dir)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else output_dir / ".cache"
+    resume_from = _resume_point(args, output_dir)  # None for a fresh run (clears an old run if allowed)
+    dist.barrier()
+
+    # --- 2. model, data, losses, sampler --------------------------------------------------------------
+    model = build_model(config.model, resume_from).to(device)
+    base_model_id = config.model.name
+    if args.gradient_checkpointing:
+        model.transformer.auto_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}  # works with DDP and several forwards
+        )
+    global_batch = args.per_device_train_batch_size * world
+    if not dist.is_main():
+        dist.barrier()  # rank 0 tokenizes first; the others then read its cache
+    data = prepare_data(config.datasets, model, cache_dir, global_batch)
+    if dist.is_main():
+        dist.barrier()
+    sampler = build_sampler(data, args, rank, world)
+    if len(sampler) == 0:
+        raise EmbtuneError(
+            f"no full batch of {global_batch} rows in the training data; lower per_device_train_batch_size or "
+            "set dataloader_drop_last: false"
+        )
+    total_steps = args.total_steps(len(sampler))
+    evaluators = build_evaluators(config.eval.evaluators, cache_dir, args.per_device_eval_batch_size)
+
+    # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, args, total_steps)
+    amp_dtype = _autocast_dtype(args, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    encoder = _wrap(RoleEncoder(model), data, device)
+    state = ckpt.TrainState()
+    if resume_from is None and dist.is_main():
+        state.base_metrics = _evaluate(model, data, evaluators, args, amp_dtype, device)
+
+    # --- 4. maybe resume ------------------------------------------------------------------------------
+    if resume_from is not None:
+        saved = ckpt.load_checkpoint(resume_from)
+        optimizer.load_state_dict(saved.optimizer)
+        scheduler.load_state_dict(saved.scheduler)
+        if scaler is not None and saved.scaler is not None:
+            scaler.load_state_dict(saved.scaler)
+        state = saved.state
+        sampler.load_state_dict(state.sampler)
+        set_rng_state(saved.rng_states[rank if rank < len(saved.rng_states) else 0])
+    logger = JsonlLogger(output_dir / LOG_FILE) if dist.is_main() else None
+    if logger is not None:
+        logger.restart(state.log)  # drop rows a killed run wrote after its last checkpoint
+
+    # --- 5. the step loop -----------------------------------------------------------------------------
+    model.train()
+    accum = args.gradient_accumulation_steps
+    params = [p for p in model.parameters() if p.requires_grad]
+    window = _Window()
+    progress = tqdm(total=total_steps, initial=state.step, disable=not dist.is_main() or args.disable_tqdm,
+                    desc="train", unit="step", dynamic_ncols=True)
+    while state.step < total_steps:
+        sampler.set_epoch(state.epoch)
+        n_batches = len(sampler)
+        for ds_index, rows in sampler:
+            d = data[ds_index]
+            batch = collate(d.train, rows).to(device)  # Arrow take + numpy padding: no per-row Python
+            done = sampler.state_dict()["batches_done"]
+            boundary = done % accum == 0 or done == n_batches  # last batch of an accumulation window
+            window.add(_forward_backward(encoder, model, d.loss, batch, 1.0 / accum, amp_dtype, scaler, boundary),
+                       len(batch) * world)
+            if not boundary:
+                continue
+            grad_norm = _optimizer_step(params, optimizer, scheduler, scaler, args.max_grad_norm, encoder)
+            state.step += 1
+            progress.update(1)
+            epoch = state.epoch + done / n_batches
+            if state.step % args.logging_steps == 0:
+                _log(state, logger, progress, window.flush(epoch, state.step, grad_norm, optimizer))
+            evaluated, paused = None, time.perf_counter()
+            if args.eval_strategy == "steps" and state.step % args.eval_steps == 0:
+                evaluated = _eval_and_log(model, data, evaluators, args, amp_dtype, device, state, logger, epoch)
+            if args.save_strategy == "steps" and state.step % args.save_steps == 0:
+                _save(output_dir, model, optimizer, scheduler, scaler, sampler, state, args, evaluated)
+            window.start += time.perf_counter() - paused  # examples_per_s counts training time only
+            if state.step >= total_steps:
+                break
+        if sampler.state_dict()["batches_done"] >= n_batches:  # the epoch is complete
+            state.epoch += 1
+            sampler.set_epoch(state.epoch)
+            evaluated, paused = None, time.perf_counter()
+            if args.eval_strategy == "epoch":
+                evaluated = _eval_and_log(model, data, evaluators, args, amp_dtype, device, state, logger, state.epoch)
+            if args.save_strategy == "epoch":
+                _save(output_dir, model, optimizer, scheduler, scaler, sampler, state, args, evaluated)
+            window.start += time.perf_counter() - paused
+    progress.close()
+    if window.batches:  # steps since the last log row
+        _log(state, logger, None, window.flush(state.epoch, state.step, None, optimizer))
+
+    # --- 6. end: best model, final metrics, final model + card ----------------------------------------
+    metrics: dict[str, Any] = {}
+    if dist.is_main():
+        if args.load_best_model_at_end and state.best_checkpoint:
+            model = build_model(config.model, Path(state.best_checkpoint)).to(device)
+        final = _evaluate(model, data, evaluators, args, amp_dtype, device)
+        metrics = {
+            "base": state.base_metrics,
+            "final": final,
+            "global_step": state.step,
+            "train_runtime_s": round(time.perf_counter() - started, 2),
+            "train_loss": _mean_train_loss(state.log),
+            "best_metric": state.best_metric,
+            "best_checkpoint": state.best_checkpoint,
+        }
+        info = build_run_info(base_model_id, model, data, evaluators, state.base_metrics, final, args,
+                              state.log, state.best_checkpoint)  # HOOK: the model card's input
+        model.eval()
+        with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # as model.save(output_dir, preserve=...)
+            model.save(tmp)
+            write_card(info, tmp)  # README.md via embtune.cards, when available
+    dist.shutdown()
+    return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
+
+
+# --- helpers: setup ---------------------------------------------------------------------------------------
+
+
+def _resume_point(args: TrainArgs, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from, or None; refuses to mix a fresh run into an old output folder."""
+    wanted = args.resume_from_checkpoint
+    if wanted:
+        path = ckpt.find_last_checkpoint(output_dir) if wanted == "last" else Path(wanted)
+        if path is None:
+            raise EmbtuneError(
+                f"resume_from_checkpoint: last, but {output_dir / 'checkpoints'} has no checkpoint; "
+                "remove resume_from_checkpoint to start a new run"
+            )
+        if not path.is_dir():
+            raise EmbtuneError(f"resume_from_checkpoint: {path} is not a folder; use 'last' or a checkpoint path")
+        return path
+    old = [p for p in (output_dir / "checkpoints", output_dir / LOG_FILE, output_dir / "modules.json") if p.exists()]
+    if old and not args.overwrite_output_dir:
+        raise EmbtuneError(
+            f"{output_dir} already holds a run; set resume_from_checkpoint: last to continue it, "
+            "overwrite_output_dir: true to replace it, or choose another output_dir"
+        )
+    if old and dist.is_main():
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        (output_dir / LOG_FILE).unlink(missing_ok=True)
+    return None
+
+
+def _autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype | None:
+    """bf16 / fp16 autocast dtype, or None for fp32. ``bf16: null`` means bf16 where the hardware is fast."""
+    if args.fp16:
+        if device.type != "cuda":
+            raise EmbtuneError("fp16 training needs a CUDA GPU; on CPU use bf16: true (or leave bf16 unset)")
+        return torch.float16
+    if args.bf16 or (args.bf16 is None and fast_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+class RoleEncoder(nn.Module):
+    """Embeds every role of a batch in one ``forward``, so DDP sees exactly one forward per backward."""
+
+    def __init__(self, model: EmbeddingModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:  # role -> (B, D)
+        return {role: self.model(feats) for role, feats in features.items()}
+
+
+def _wrap(encoder: RoleEncoder, data: list[TrainData], device: torch.device) -> nn.Module:
+    """DDP-wrap the encoder in a multi-process run, unless a loss runs the model itself (then gradients
+    are averaged by hand in ``_optimizer_step``, since such losses call the model many times per step)."""
+    if not dist.is_distributed() or any(isinstance(d.loss, ModelLoss) for d in data):
+        return encoder
+    ids = [device.index] if device.type == "cuda" else None
+    # find_unused_parameters: pooling never reads the encoder's own pooler head, so some weights get no grad
+    return DistributedDataParallel(encoder, device_ids=ids, find_unused_parameters=True)
+
+
+# --- helpers: one step -------------------------------------------------------------------------------------
+
+
+def _forward_backward(
+    encoder: nn.Module,
+    model: EmbeddingModel,
+    loss_fn: Any,
+    batch: Batch,
+    scale: float,
+    amp_dtype: torch.dtype | None,
+    scaler: Any,
+    sync: bool,
+) -> Tensor:
+    """Loss of one batch (detached) after adding ``scale`` x its gradients into ``.grad``."""
+    autocast = torch.autocast(model.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
+    no_sync = encoder.no_sync() if isinstance(encoder, DistributedDataParallel) and not sync else contextlib.nullcontext()
+    labels = None if batch.labels is None else batch.labels.float()
+    with no_sync:
+        if isinstance(loss_fn, ModelLoss):  # GradCache-style: the loss runs the model and backward itself
+            def embed(features: dict[str, Tensor]) -> Tensor:
+                with autocast:
+                    return model(features)
+
+            return loss_fn.forward_backward(embed, batch.features, labels, loss_scale=scale).detach()
+        with autocast:
+            embeddings = encoder(batch.features)
+        if dist.is_distributed():  # every rank computes the loss of the whole global batch
+            embeddings = {role: dist.all_gather_with_grad(e) for role, e in embeddings.items()}
+            labels = None if labels is None else dist.all_gather_with_grad(labels)
+        loss = loss_fn({role: e.float() for role, e in embeddings.items()}, labels)
+        scaled = loss * scale
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    return loss.detach()
+
+
+def _optimizer_step(
+    params: list[nn.Parameter], optimizer: Any, scheduler: Any, scaler: Any, max_grad_norm: float, encoder: nn.Module
+) -> float:
+    """Average gradients over ranks (when DDP did not), clip, step, schedule, zero; return the grad norm."""
+    if dist.is_distributed() and not isinstance(encoder, DistributedDataParallel):
+        dist.average_gradients(params)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+class _Window:
+    """Running totals between two log rows: loss, examples and wall time."""
+
+    def __init__(self) -> None:
+        self.loss = torch.zeros(())
+        self.batches = 0
+        self.examples = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: Tensor, examples: int) -> None:
+        self.loss = self.loss + loss.float().cpu()  # stays a tensor: no device sync per step on GPU
+        self.batches += 1
+        self.examples += examples
+
+    def flush(self, epoch: float, step: int, grad_norm: float | None, optimizer: Any) -> dict[str, Any]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        row = {
+            "epoch": round(epoch, 4),
+            "step": step,
+            "loss": round(float(self.loss) / max(self.batches, 1), 6),
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "grad_norm": None if grad_norm is None else round(grad_norm, 6),
+            "examples_per_s": round(self.examples / elapsed, 2),
+        }
+        self.__init__()
+        return row
+
+
+def _log(state: ckpt.TrainState, logger: JsonlLogger | None, progress: Any, row: dict[str, Any]) -> None:
+    state.log.append(row)
+    if logger is not None:
+        logger.log(row)
+    if progress is not None:
+        progress.set_postfix(loss=row.get("loss"), lr=row.get("learning_rate"))
+
+
+def _mean_train_loss(log: list[dict[str, Any]]) -> float | None:
+    losses = [r["loss"] for r in log if "loss" in r and "eval_loss" not in r]
+    return round(sum(losses) / len(losses), 6) if losses else None
+
+
+# --- helpers: evaluation and checkpoints ----------------------------------------------------------------
+
+
+def _evaluate(
+    model: EmbeddingModel,
+    data: list[TrainData],
+    evaluators: list[Any],
+    args: TrainArgs,
+    amp_dtype: torch.dtype | None,
+    device: torch.device,
+) -> dict[str, float]:
+    """Validation loss per dataset with an ``eval_path`` (and their mean ``eval_loss``) plus the evaluators."""
+    was_training = model.training
+    model.eval()
+    metrics: dict[str, float] = {}
+    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
+    with torch.no_grad():
+        for d in data:
+            if d.eval is None:
+                continue
+            total, rows = 0.0, 0
+            for batch in eval_batches(d.eval, args.per_device_eval_batch_size):
+                batch = batch.to(device)
+                with autocast:
+                    embeddings = {role: model(f).float() for role, f in batch.features.items()}
+                labels = None if batch.labels is None else batch.labels.float()
+                total += float(d.loss(embeddings, labels)) * len(batch)
+                rows += len(batch)
+            metrics[f"eval_{d.name}_loss"] = round(total / max(rows, 1), 6)
+    losses = [v for k, v in metrics.items() if k.endswith("_loss")]
+    if losses:
+        metrics["eval_loss"] = round(sum(losses) / len(losses), 6)
+    metrics |= {f"eval_{k}": v for k, v in run_evaluators(model, evaluators).items()}
+    model.train(was_training)
+    return metrics
+
+
+def _eval_and_log(
+    model: EmbeddingModel,
+    data: list[TrainData],
+    evaluators: list[Any],
+    args: TrainArgs,
+    amp_dtype: torch.dtype | None,
+    device: torch.device,
+    state: ckpt.TrainState,
+    logger: JsonlLogger | None,
+    epoch: float,
+) -> dict[str, float] | None:
+    """Evaluate on rank 0 (the other ranks wait), log the row, and return the metrics (None off rank 0)."""
+    metrics = None
+    if dist.is_main():
+        metrics = _evaluate(model, data, evaluators, args, amp_dtype, device)
+        _log(state, logger, None, {"epoch": round(epoch, 4), "step": state.step, **metrics})
+    dist.barrier()
+    return metrics
+
+
+def _save(
+    output_dir: Path,
+    model: EmbeddingModel,
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+    sampler: Any,
+    state: ckpt.TrainState,
+    args: TrainArgs,
+    evaluated: dict[str, float] | None,
+) -> None:
+    """Checkpoint (rank 0 writes, every rank contributes its RNG state), track the best, prune old ones."""
+    rng_states = dist.gather_objects(get_rng_state())
+    state.sampler = sampler.state_dict()
+    if dist.is_main():
+        folder = ckpt.checkpoint_dir(output_dir, state.step)
+        if evaluated is not None:
+            value = evaluated.get(args.best_metric)
+            if value is None:
+                raise EmbtuneError(
+                    f"metric_for_best_model {args.metric_for_best_model!r} is not among the metrics "
+                    f"({', '.join(sorted(evaluated))}); pick one of them (with or without the eval_ prefix)"
+                )
+            better = state.best_metric is None or (
+                value > state.best_metric if args.best_is_greater else value < state.best_metric
+            )
+            if better:
+                state.best_metric, state.best_checkpoint = float(value), str(folder)
+        ckpt.save_checkpoint(folder, model, optimizer, scheduler, state, rng_states, scaler)
+        keep = state.best_checkpoint if args.load_best_model_at_end else None
+        ckpt.prune_checkpoints(output_dir, args.save_total_limit, keep=keep)
+    dist.barrier()

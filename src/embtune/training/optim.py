@@ -1,0 +1,76 @@
+"""AdamW with the usual weight-decay exclusions, and learning-rate schedules with warmup."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..errors import EmbtuneError
+from .config import TrainArgs
+
+
+def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; biases and LayerNorm weights get no weight decay.
+
+    Decaying them pulls normalisation gains towards 0 and brings nothing, which is why the Hugging Face
+    trainer excludes them too. A parameter is excluded when its name ends in ``bias`` or it belongs to a
+    LayerNorm module.
+    """
+    no_decay: set[str] = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.LayerNorm) or "layernorm" in type(module).__name__.lower():
+            no_decay.update(f"{module_name}.{n}" if module_name else n for n, _ in module.named_parameters(recurse=False))
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (plain if name in no_decay or name.endswith("bias") else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": args.weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
+
+
+def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    """The multiplier of the peak learning rate at optimizer step ``step`` (0-based).
+
+    - warmup: linear from 0 to 1 over ``warmup`` steps (all kinds except ``constant``);
+    - ``linear``: then linear decay to 0 at ``total``;
+    - ``cosine``: then half a cosine down to 0 at ``total``;
+    - ``constant_with_warmup`` then 1; ``constant``: always 1 (no warmup).
+
+    >>> f = lr_lambda("linear", warmup=2, total=6)
+    >>> [f(s) for s in range(7)]
+    [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+    if kind == "constant":
+        return lambda step: 1.0
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        if kind == "constant_with_warmup":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "linear":
+            return max(0.0, 1.0 - progress)
+        if kind == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+        raise EmbtuneError(f"unknown lr_scheduler_type {kind!r}; use linear, cosine, constant or constant_with_warmup")
+
+    return schedule
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, args: TrainArgs, total_steps: int) -> LambdaLR:
+    """The schedule of ``args.lr_scheduler_type`` with ``args.warmup(total_steps)`` warmup steps."""
+    return LambdaLR(optimizer, lr_lambda(args.lr_scheduler_type, args.warmup(total_steps), total_steps))

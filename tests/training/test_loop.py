@@ -1,0 +1,69 @@
+"""End-to-end runs of the training loop on the tiny BERT (CPU, a few steps)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from embtune import EmbeddingModel
+from embtune.training.checkpoint import list_checkpoints
+from embtune.training.loop import train
+from embtune.training.recipe import config_from_dict
+
+
+def test_six_step_run_writes_model_checkpoints_and_log(tiny_bert_dir, pairs_file, tmp_path, config_factory):
+    out = tmp_path / "run"
+    result = train(config_from_dict(config_factory(tiny_bert_dir, pairs_file, out)))
+    assert result.model_path == out
+    model = EmbeddingModel.load(out)
+    assert model.encode(["the red cat"]).shape == (1, 32)
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-3", "checkpoint-6"]
+    rows = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert set(rows[0]) >= {"epoch", "step", "loss", "learning_rate", "grad_norm", "examples_per_s"}
+    assert result.metrics["global_step"] == 6
+    # the checkpoint holds the resumable state next to a loadable model
+    ckpt = out / "checkpoints" / "checkpoint-6"
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pt", "trainer_state.json", "modules.json"} <= {
+        p.name for p in ckpt.iterdir()
+    }
+    final = dict(EmbeddingModel.load(out).named_parameters())
+    for name, p in EmbeddingModel.load(ckpt).named_parameters():
+        assert torch.equal(p, final[name]), name
+
+
+def test_loss_goes_down_on_an_easy_dataset(tiny_bert_dir, pairs_file, tmp_path, config_factory):
+    cfg = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=36, logging_steps=12,
+                         save_strategy="no", per_device_train_batch_size=8, lr_scheduler_type="constant")
+    rows = [json.loads(x) for x in (train(config_from_dict(cfg)).log_path).read_text().splitlines()]
+    losses = [r["loss"] for r in rows]
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_multi_dataset_round_robin_with_two_losses(tiny_bert_dir, pairs_file, tmp_path, config_factory):
+    cfg = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=4, logging_steps=1,
+                         save_strategy="no", multi_dataset_batch_sampler="round_robin")
+    cfg["datasets"].append({
+        "name": "scored",
+        "path": str(pairs_file),
+        "columns": {"anchor": "anchor", "positive": "positive", "label": "score"},
+        "loss": {"name": "cosent"},
+        "eval_path": str(pairs_file),
+    })
+    cfg["args"] |= {"eval_strategy": "steps", "eval_steps": 2}
+    result = train(config_from_dict(cfg))
+    assert {"eval_scored_loss", "eval_loss"} <= set(result.metrics["final"])
+    assert result.metrics["base"]["eval_scored_loss"] != result.metrics["final"]["eval_scored_loss"]
+    rows = [json.loads(x) for x in result.log_path.read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_gradient_accumulation_and_epoch_strategies(tiny_bert_dir, pairs_file, tmp_path, config_factory):
+    cfg = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=-1, num_train_epochs=2,
+                         per_device_train_batch_size=8, gradient_accumulation_steps=2, logging_steps=1,
+                         save_strategy="epoch", save_total_limit=1, warmup_ratio=0.5, lr_scheduler_type="cosine")
+    result = train(config_from_dict(cfg))
+    # 48 rows / 8 = 6 batches per epoch -> 3 optimizer steps per epoch, 2 epochs
+    assert result.metrics["global_step"] == 6
+    assert [p.name for p in list_checkpoints(result.model_path)] == ["checkpoint-6"]
