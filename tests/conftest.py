@@ -11,6 +11,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _embtune_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the tests' tokenized-data cache out of the user's home folder."""
+    os.environ["EMBTUNE_CACHE"] = str(tmp_path_factory.mktemp("embtune_cache"))
+    yield
+
 WORDS = (
     "the a an of to and in is was for on with as by at from that this it be are or not but have has had "
     "cat dog bird fish car bus train plane house home road city town river lake sea sun moon star sky "

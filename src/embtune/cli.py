@@ -50,9 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune a model from a YAML recipe (see recipes/)")
     p.add_argument("recipe", help="the recipe file, e.g. recipes/pairs_mnrl.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values, e.g. args.max_steps=10")
+    p.add_argument("--json", action="store_true", help="print all run metrics as JSON")
 
-    p = sub.add_parser("demo", help="the main job: see README")
-    p.add_argument("--output", default="output/demo", help="output folder")
     return parser
 
 
@@ -140,25 +139,33 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    run_demo(Path(args.output))
-    return 0
-
-
 def cmd_train(args) -> int:
     from .training.loop import train
     from .training.recipe import load_recipe
 
     result = train(load_recipe(args.recipe, args.overrides))
     if result.metrics:  # rank 0 only
-        print(json.dumps({k: result.metrics[k] for k in ("base", "final")}, indent=2))
-        print(f"model: {result.model_path}\nlog: {result.log_path}")
+        if args.json:
+            print(json.dumps(result.metrics, indent=2, default=str))
+        else:
+            print(comparison_table(result.metrics.get("base") or {}, result.metrics.get("final") or {}))
+            print(f"model + card: {result.model_path}\nlog: {result.log_path}")
     return 0
 
 
-COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "demo": cmd_demo, "train": cmd_train}
+def comparison_table(base: dict, final: dict) -> str:
+    """Base vs fine-tuned metrics as an aligned text table (metrics present in both)."""
+    keys = [k for k in final if k in base and isinstance(final[k], int | float) and isinstance(base[k], int | float)]
+    if not keys:
+        return "no evaluation metrics (add eval.evaluators or an eval_path to the recipe)"
+    width = max(len(k) for k in keys)
+    lines = [f"{'metric':<{width}}  {'base':>9}  {'fine-tuned':>10}  {'change':>8}"]
+    for k in keys:
+        lines.append(f"{k:<{width}}  {base[k]:>9.4f}  {final[k]:>10.4f}  {final[k] - base[k]:>+8.4f}")
+    return "\n".join(lines)
+
+
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,3 +67,14 @@ def test_save_keeps_preserved_entries_and_refuses_foreign_folders(tiny_bert_dir,
     with pytest.raises(EmbtuneError, match="not a model folder"):
         model.save(foreign)
     assert (foreign / "cat.jpg").exists()
+
+
+def test_saved_folder_has_normal_permissions(tiny_bert_dir, tmp_path):
+    import os
+    import stat
+
+    out = EmbeddingModel.from_transformer(tiny_bert_dir).save(tmp_path / "perm")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((out / "model.safetensors").stat().st_mode) == 0o666 & ~mask

@@ -10,7 +10,9 @@ lists them, so a reader of those cards recognises every key. Each group validate
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import EmbtuneError
@@ -137,7 +139,7 @@ class TrainArgs:
     output_dir: str = "output/run"
     overwrite_output_dir: bool = False
     resume_from_checkpoint: str | None = None  # "last" or a checkpoint folder
-    cache_dir: str | None = None  # tokenized data and generated files; None: <output_dir>/.cache
+    cache_dir: str | None = None  # tokenized data and generated files; None: $EMBTUNE_CACHE or ~/.cache/embtune
     # optimisation
     learning_rate: float = 5e-05
     weight_decay: float = 0.0
@@ -266,6 +268,12 @@ class TrainArgs:
         if self.warmup_steps > 0:
             return self.warmup_steps
         return int(-(-self.warmup_ratio * total_steps // 1))
+
+    def resolved_cache_dir(self) -> Path:
+        """Where tokenized datasets and generated files live: shared by all runs, outside the model folder."""
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        return Path(os.environ.get("EMBTUNE_CACHE") or Path.home() / ".cache" / "embtune")
 
     def non_default(self) -> dict[str, Any]:
         """Hyperparameters that differ from the defaults (the model card's "Non-Default Hyperparameters")."""

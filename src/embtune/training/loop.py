@@ -72,7 +72,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
     rank, world = dist.rank(), dist.world_size()
     seed_everything(args.seed)
     output_dir = Path(args.output_dir)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else output_dir / ".cache"
+    cache_dir = args.resolved_cache_dir()  # shared across runs: tokenize once, reuse everywhere
     resume_from = _resume_point(args, output_dir)  # None for a fresh run (clears an old run if allowed)
     dist.barrier()
 

@@ -60,6 +60,28 @@ def _friendly(exc: OSError, target: Path) -> EmbtuneError:
     return EmbtuneError(f"{target}: could not write ({exc.strerror or exc}); nothing was replaced")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _settle(folder: Path) -> None:
+    """Give a finished temporary folder normal permissions (mkdtemp makes it private) and flush it to disk."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~mask)
+        for f in files:
+            path = os.path.join(root, f)
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o666 & ~mask)
+                fd = os.open(path, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path | str, preserve: Sequence[str] = ()) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``target`` in one step.
@@ -82,12 +104,7 @@ def atomic_dir(target: Path | str, preserve: Sequence[str] = ()) -> Iterator[Pat
             old = target / name
             if old.exists() and not (tmp / name).exists():
                 os.rename(old, tmp / name)
-        for root, _dirs, files in os.walk(tmp):
-            for f in files:
-                with contextlib.suppress(OSError):
-                    fd = os.open(os.path.join(root, f), os.O_RDONLY)
-                    os.fsync(fd)
-                    os.close(fd)
+        _settle(tmp)
         if target.exists():
             if not target.is_dir():
                 raise EmbtuneError(f"{target}: exists and is not a folder; remove it or choose another path")
