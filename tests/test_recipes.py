@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from embtune.data.synthetic import PREFIX, write_synthetic
+from embtune.data.synthetic_seeds import write_seed_data
 from embtune.losses import build_loss
 from embtune.training.recipe import load_recipe
 
@@ -20,7 +21,7 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_loads_and_builds_its_losses(path, tmp_path):
     cfg = load_recipe(path)
-    synthetic = set(write_synthetic(tmp_path))
+    synthetic = set(write_synthetic(tmp_path)) | set(write_seed_data(tmp_path / "seeds"))
     for dataset in cfg.datasets:
         loss = build_loss(dataset.loss.name, **dataset.loss.params)
         assert loss.config() is not None

@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["EmbeddingModel", "EmbtuneError", "__version__", "load_recipe", "train"]
+__all__ = ["EmbeddingModel", "EmbtuneError", "__version__", "evaluate", "load_recipe", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from .training.recipe import load_recipe
 
         return load_recipe
+    if name == "evaluate":
+        from .evaluation.run import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'embtune' has no attribute {name!r}")

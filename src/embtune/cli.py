@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import EmbtuneError
@@ -52,7 +53,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values, e.g. args.max_steps=10")
     p.add_argument("--json", action="store_true", help="print all run metrics as JSON")
 
+    p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
+    _add_model_options(p)
+    p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl/.parquet file, or a BEIR folder for retrieval")
+    p.add_argument("--evaluator", required=True, help="sts, triplet, binary or retrieval")
+    p.add_argument("--columns", nargs="+", default=[], metavar="input=column",
+                   help="map evaluator inputs to file columns, e.g. scores=similarity (defaults: see README)")
+    p.add_argument("--name", default="", help="prefix of every metric name")
+    p.add_argument("--split", help="qrels split of a BEIR folder (default test)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--max-rows", type=int, help="use only the first N rows (retrieval folder: the first N queries)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     return parser
+
+
+def _key_values(items: list[str]) -> dict[str, str]:
+    """``["scores=sim", ...]`` -> ``{"scores": "sim", ...}``; a malformed item is a one-line error."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not (sep and key and value):
+            raise EmbtuneError(f"--columns {item!r}: write input=column, e.g. scores=similarity")
+        out[key] = value
+    return out
 
 
 def _load(args):
@@ -81,6 +106,10 @@ def read_texts(path: str, column: str | None) -> list[str]:
             raise EmbtuneError(f"{file}: pass --column to say which column holds the texts; columns: {', '.join(table.column_names)}")
         if column not in table.column_names:
             raise EmbtuneError(f"{file}: unknown column {column!r}; available columns: {', '.join(table.column_names)}")
+        from .data.validate import check_texts
+
+        # reliability (issue 6): null, empty and whitespace-only cells are an error naming the row
+        check_texts(table.data.table.column(column), column=column, role="input", path=file)
         texts = table[column]
         for row, value in enumerate(texts, start=1):
             if not isinstance(value, str):
@@ -153,6 +182,30 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .evaluation import evaluate
+
+    metrics = evaluate(
+        args.model,
+        args.data,
+        args.evaluator,
+        columns=_key_values(args.columns),
+        name=args.name,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        max_rows=args.max_rows,
+        split=args.split,
+        trust_remote_code=args.trust_remote_code,
+        allow_pickle=args.allow_pickle,
+    )
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        width = max(len(k) for k in metrics)
+        print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
 def comparison_table(base: dict, final: dict) -> str:
     """Base vs fine-tuned metrics as an aligned text table (metrics present in both)."""
     keys = [k for k in final if k in base and isinstance(final[k], int | float) and isinstance(base[k], int | float)]
@@ -165,13 +218,19 @@ def comparison_table(base: dict, final: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train}
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval}
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. data warnings: duplicates, truncated texts) as one ``embtune: warning:`` line each."""
+    print(f"embtune: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="embtune: warning: %(message)s", stream=sys.stderr)
+    warnings.showwarning = _one_line_warning
     debug = os.environ.get("EMBTUNE_DEBUG") == "1"
     try:
         return COMMANDS[args.command](args)

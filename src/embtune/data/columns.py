@@ -93,14 +93,19 @@ def check_columns(roles: ColumnRoles, available: list[str], path: object = None)
         seen[column] = role
 
 
-def check_roles_for_loss(roles: ColumnRoles, loss: Loss) -> None:
+def check_roles_for_loss(roles: ColumnRoles, loss: Loss, path: object = None) -> None:
     """Raise EmbtuneError unless ``roles`` provides what ``loss`` reads (roles, negatives, label).
 
     Also rejects a ``positive`` column the loss never reads, which would be silently ignored otherwise.
+    ``path`` (the data file) starts the message, so the user knows which dataset of a recipe is meant.
     """
-    check_roles(loss, roles.text_roles, len(roles.negatives), has_label=roles.label is not None)
+    prefix = f"{path}: " if path is not None else ""
+    try:
+        check_roles(loss, roles.text_roles, len(roles.negatives), has_label=roles.label is not None)
+    except EmbtuneError as exc:
+        raise EmbtuneError(f"{prefix}{exc}") from None
     if roles.positive is not None and "positive" not in loss.required_roles:
         raise EmbtuneError(
-            f"{loss.name} reads only {', '.join(loss.required_roles)}, but data.columns maps positive: "
+            f"{prefix}{loss.name} reads only {', '.join(loss.required_roles)}, but data.columns maps positive: "
             f"{roles.positive!r}; remove it or pick a loss that uses pairs"
         )

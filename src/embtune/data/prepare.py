@@ -204,7 +204,7 @@ def prepare_dataset(
     roles = spec.columns
     check_columns(roles, table.column_names, path)
     if loss is not None:
-        check_roles_for_loss(roles, loss)
+        check_roles_for_loss(roles, loss, path)
     role_names = list(roles.text_roles)
     check_per_role(spec.template, role_names, f"{path}: template")
     check_per_role(spec.prompt, role_names, f"{path}: prompt")

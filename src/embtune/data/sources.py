@@ -12,6 +12,7 @@ names the file, the line or column, and the fix.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -277,6 +278,7 @@ def _csv_batches(
         return "error"
 
     names: list[str] = []
+    error: Exception | None = None
     try:
         reader = pa_csv.open_csv(
             path,
@@ -291,10 +293,19 @@ def _csv_batches(
         yield from _read_all(reader)
     except pa.ArrowInvalid as exc:
         if bad_rows:
-            raise EmbtuneError(f"{path}: {bad_rows[0]}") from None
-        if _widen(str(exc), names, column_types):
-            raise _Retry from None
-        raise EmbtuneError(f"{path}: cannot parse as CSV ({_first_line(exc)}); fix the file") from None
+            error = EmbtuneError(f"{path}: {bad_rows[0]}")
+        elif _widen(str(exc), names, column_types):
+            error = _Retry()
+        else:
+            error = EmbtuneError(f"{path}: cannot parse as CSV ({_first_line(exc)}); fix the file")
+    if error is not None:
+        # The failed reader and its Python row handler sit in a reference cycle that only the garbage
+        # collector frees; left to interpreter shutdown, pyarrow's reader threads meet torch's exit handlers
+        # and the process aborts ("terminate called without an active exception", exit 134) after printing
+        # our one-line error. Free it now.
+        reader = None
+        gc.collect()
+        raise error
 
 
 def _read_all(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

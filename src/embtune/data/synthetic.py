@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EmbtuneError
+from . import synthetic_seeds
 
 VERSION = 1
 PREFIX = "synthetic:"
@@ -234,16 +235,26 @@ def write_synthetic(folder: str | os.PathLike[str], n_products: int = 520, seed:
 
 
 def resolve_path(path: str, cache_dir: str | os.PathLike[str]) -> str:
-    """``synthetic:<file>`` -> the generated file under ``<cache_dir>/synthetic-v<VERSION>/``; other paths as is."""
+    """``synthetic:<file>`` -> the generated file under ``<cache_dir>/synthetic-v<VERSION>/``; other paths as is.
+
+    The seed-shaped files (``synthetic_seeds.FILES``, e.g. ``synthetic:speeches_train.jsonl``) live under
+    ``<cache_dir>/synthetic-seeds-v<N>/``, written by ``synthetic_seeds.write_seed_data``.
+    """
     if not path.startswith(PREFIX):
         return path
     name = path[len(PREFIX) :]
+    if name in synthetic_seeds.FILES:  # files in the shapes of the seed runs (recipes/*), in their own folder
+        target = Path(cache_dir) / synthetic_seeds.FOLDER / name
+        if not target.is_file():
+            synthetic_seeds.write_seed_data(target.parent)
+        return str(target)
     folder = Path(cache_dir) / f"synthetic-v{VERSION}"
     target = folder / name
     if not target.is_file():
         files = write_synthetic(folder)
         if name not in files:
-            raise EmbtuneError(f"{path}: unknown synthetic file; choose one of {', '.join(sorted(files))}")
+            known = ", ".join(sorted([*files, *synthetic_seeds.FILES]))
+            raise EmbtuneError(f"{path}: unknown synthetic file; choose one of {known}")
     return str(target)
 
 

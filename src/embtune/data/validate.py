@@ -97,17 +97,21 @@ def label_array(values: pa.Array | pa.ChunkedArray, *, column: str, path: object
     kind = column_kind(values.type)
     missing = _first(values.is_null())
     if missing is not None:
-        raise EmbtuneError(f"{_at(path, missing, column)}label is missing; fill it in or drop the row")
+        raise EmbtuneError(
+            f"{_at(path, missing, column)}label is missing (an empty cell, or text such as NaN / NA / null that "
+            "CSV readers treat as missing); fill in a number or drop the row"
+        )
     if kind in ("int", "float", "bool"):
         array = _combined(values).to_numpy(zero_copy_only=False).astype(np.float64)
     elif kind == "list":
         array = _list_labels(values, column, path)
     else:
-        example = values[0].as_py()
+        row = _first_non_number(values) if kind == "string" else 0
+        example = values[row].as_py()
         hint = " (the labels may have been saved as text: write them unquoted)" if kind == "string" else ""
         raise EmbtuneError(
-            f"{_at(path, 0, column)}labels must be numbers, but the column holds {values.type} values such as "
-            f"{str(example)[:40]!r}{hint}; map label to a numeric column"
+            f"{_at(path, row, column)}labels must be numbers, but the column holds {values.type} values such as "
+            f"{str(example)[:40]!r}{hint}; fix that value or map label to a numeric column"
         )
     finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
     if not finite.all():
@@ -170,6 +174,16 @@ def _at(path: object, row: int, column: str) -> str:
 def _first(mask: pa.Array | pa.ChunkedArray) -> int | None:
     index = pc.index(mask.fill_null(True), True).as_py()
     return None if index < 0 else int(index)
+
+
+def _first_non_number(values: pa.Array | pa.ChunkedArray) -> int:
+    """Row of the first text label that does not parse as a number (0 when all do: quoted numbers)."""
+    for row, text in enumerate(_combined(values).to_pylist()):
+        try:
+            float(text)
+        except (TypeError, ValueError):
+            return row
+    return 0
 
 
 def _combined(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -67,12 +67,16 @@ def load_beir(folder: str | Path, split: str = "test", title_separator: str = " 
 
 
 def load_retrieval_pairs(
-    path: str | Path, query_column: str = "query", positive_column: str = "positive"
+    path: str | Path,
+    query_column: str = "query",
+    positive_column: str = "positive",
+    max_rows: int | None = None,
 ) -> RetrievalData:
     """Build a retrieval set from a CSV/TSV/JSONL file of (query, positive) rows.
 
     The corpus is every distinct positive text; a query repeated on several rows has all of its positives
-    as relevant documents. Ids are ``q0, q1, ...`` and ``d0, d1, ...`` in first-seen order.
+    as relevant documents. Ids are ``q0, q1, ...`` and ``d0, d1, ...`` in first-seen order. ``max_rows``
+    reads only the first rows of the file (None: all).
 
     Raises:
         EmbtuneError: on an unknown extension, a missing column (the message lists the columns found) or an
@@ -82,7 +86,9 @@ def load_retrieval_pairs(
     queries: dict[str, str] = {}  # text -> id
     corpus: dict[str, str] = {}  # text -> id
     relevant: dict[str, set[str]] = {}
-    for line, row in _rows(path, (query_column, positive_column)):
+    for count, (line, row) in enumerate(_rows(path, (query_column, positive_column))):
+        if max_rows is not None and count >= max_rows:
+            break
         query, positive = row[query_column], row[positive_column]
         for column, value in ((query_column, query), (positive_column, positive)):
             if not isinstance(value, str) or not value.strip():

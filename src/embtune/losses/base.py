@@ -31,9 +31,13 @@ class LabelSpec:
             return "0 or 1"
         if self.kind == "class":
             return "integer class ids"
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
-        return f"finite floats in [{lo}, {hi}]"
+        if self.low is None and self.high is None:
+            return "any finite float"
+        if self.high is None:
+            return f"finite floats >= {self.low:g}"
+        if self.low is None:
+            return f"finite floats <= {self.high:g}"
+        return f"finite floats in [{self.low:g}, {self.high:g}]"
 
 
 @runtime_checkable

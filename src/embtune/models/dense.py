@@ -19,6 +19,8 @@ _SHORT = {"tanh": "Tanh", "identity": "Identity", "relu": "ReLU", "gelu": "GELU"
 
 
 def _activation_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise EmbtuneError(f"Dense activation must be a name such as 'tanh', got {name!r}")
     if name in ACTIVATIONS:
         return name
     short = _SHORT.get(name.lower())
@@ -34,6 +36,10 @@ class Dense(nn.Module):
         self, in_features: int, out_features: int, bias: bool = True, activation: str = "tanh"
     ) -> None:
         super().__init__()
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (in_features, out_features)):
+            raise EmbtuneError(
+                f"Dense in_features and out_features must be positive integers, got {in_features!r}, {out_features!r}"
+            )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.use_bias = bool(bias)

@@ -141,10 +141,15 @@ class EmbeddingModel(nn.Module):
                 f"{path}: exists and is not a model folder; choose an empty or new folder (nothing was written)"
             )
         with atomic_dir(path, preserve=preserve) as tmp:
-            st_format.save_modules(tmp, self.transformer, list(self.steps), self._st_config())
+            self.write_folder(tmp)
             if card is not None:
                 (tmp / "README.md").write_text(card, encoding="utf-8")
         return path
+
+    def write_folder(self, folder: str | os.PathLike) -> None:
+        """Write the model files into an existing empty folder, non-atomically (``save`` wraps this in an
+        atomic swap; the trainer calls it inside its own atomic output folder)."""
+        st_format.save_modules(Path(folder), self.transformer, list(self.steps), self._st_config())
 
     def _st_config(self) -> dict[str, Any]:
         import transformers

@@ -18,7 +18,7 @@ from ..errors import EmbtuneError
 from .dense import Dense
 from .normalize import Normalize
 from .pooling import Pooling
-from .transformer import Transformer, check_weight_files
+from .transformer import Transformer, check_safetensors, check_weight_files
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,10 @@ def load_modules(
     entries = read_json(folder / "modules.json")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise EmbtuneError(f"{folder / 'modules.json'}: expected a list of module entries; restore it from the original model")
-    entries = sorted(entries, key=lambda e: int(e.get("idx", 0)))
+    idx = [e.get("idx", 0) for e in entries]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+        raise EmbtuneError(f"{folder / 'modules.json'}: every entry's idx must be an integer, got {idx}; restore it from the original model")
+    entries = sorted(entries, key=lambda e: e.get("idx", 0))
     transformer: Transformer | None = None
     steps: list = []
     for entry in entries:
@@ -116,14 +119,36 @@ def load_modules(
         elif transformer is None:
             raise EmbtuneError(f"{folder / 'modules.json'}: the first module must be the Transformer")
         elif kind == "Pooling":
-            steps.append(Pooling.from_config(read_json(path / "config.json")))
+            steps.append(_build(path, lambda p: Pooling.from_config(_config(p))))
         elif kind == "Dense":
-            steps.append(_load_dense(path, trusted_root, allow_pickle))
+            steps.append(_build(path, lambda p: _load_dense(p, trusted_root, allow_pickle)))
         else:
             steps.append(Normalize())
     if transformer is None:
         raise EmbtuneError(f"{folder / 'modules.json'}: no Transformer module; this is not a text embedding model")
     return transformer, steps, st_config
+
+
+def _config(path: Path) -> dict[str, Any]:
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise EmbtuneError(f"{path / 'config.json'}: expected a JSON object; restore it from the original model")
+    return config
+
+
+def _build(path: Path, make: Any) -> Any:
+    """Build one module from its folder; a malformed config or mismatched weights become one clear line."""
+    try:
+        return make(path)
+    except EmbtuneError as exc:
+        text = str(exc)
+        raise EmbtuneError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise EmbtuneError(
+            f"{path / 'config.json'}: cannot build the {path.name} module ({type(exc).__name__}: {reason}); the "
+            "config or its weights are malformed, restore them from the original model"
+        ) from None
 
 
 def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool) -> Transformer:
@@ -143,13 +168,17 @@ def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool) -
 
 def _load_dense(path: Path, trusted_root: Path, allow_pickle: bool) -> Dense:
     _check_files_inside(path, trusted_root)
-    dense = Dense.from_config(read_json(path / "config.json"))
+    dense = Dense.from_config(_config(path))
     check_weight_files(path, allow_pickle)
     if (path / "model.safetensors").is_file():
+        check_safetensors(path / "model.safetensors")
         try:
             state = load_file(str(path / "model.safetensors"))
         except Exception as exc:
-            raise EmbtuneError(f"{path / 'model.safetensors'}: unreadable ({exc}); the file is corrupted") from None
+            raise EmbtuneError(
+                f"{path / 'model.safetensors'}: unreadable ({exc}); the file is corrupted, restore it from the "
+                "original model"
+            ) from None
     else:  # allow_pickle was given explicitly
         import torch
 

@@ -35,16 +35,60 @@ def check_weight_files(folder: Path, allow_pickle: bool) -> None:
         )
 
 
+def check_safetensors(path: Path) -> None:
+    """Read the header of a safetensors file (cheap: no tensor data) and name the file if it is damaged."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as exc:  # truncated or overwritten files fail in several ways inside safetensors
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise EmbtuneError(
+            f"{path}: corrupted or truncated safetensors file ({reason}); restore it from the original model "
+            "(or re-download it)"
+        ) from None
+
+
+def _check_weights_readable(folder: Path) -> None:
+    for path in sorted(folder.glob("*.safetensors")):
+        check_safetensors(path)
+
+
+def _check_tokenizer(folder: Path, tokenizer) -> None:
+    """transformers builds an empty tokenizer (special tokens only) when the files are missing: refuse it."""
+    specials = set(getattr(tokenizer, "all_special_tokens", ()))
+    if len(tokenizer) <= len(specials):
+        raise EmbtuneError(
+            f"{folder}: no tokenizer vocabulary found (tokenizer.json, vocab.txt, ...); the model folder is "
+            "incomplete: copy the tokenizer files from the original model"
+        )
+
+
 def _check_remote_code(folder: Path, trust_remote_code: bool) -> None:
     config_path = folder / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise EmbtuneError(f"{folder}: config.json is missing; this is not a Hugging Face model folder") from None
+        raise EmbtuneError(
+            f"{config_path}: file is missing, so this is not a complete Hugging Face model folder; restore "
+            "config.json from the original model"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EmbtuneError(f"{config_path}: not valid JSON ({exc}); restore the file from the original model") from None
     if not isinstance(config, dict):
         raise EmbtuneError(f"{config_path}: expected a JSON object; restore the file from the original model")
+    tokenizer_config = folder / "tokenizer_config.json"
+    if not trust_remote_code and tokenizer_config.is_file():
+        try:
+            custom = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EmbtuneError(f"{tokenizer_config}: not valid JSON ({exc}); restore the file from the original model") from None
+        if isinstance(custom, dict) and custom.get("auto_map"):
+            raise EmbtuneError(
+                f"{folder}: the tokenizer needs custom code from its folder (auto_map in tokenizer_config.json); "
+                "pass trust_remote_code=True (CLI: --trust-remote-code) only if you trust its source"
+            )
     if config.get("auto_map") and not trust_remote_code:
         raise EmbtuneError(
             f"{folder}: the model needs custom code from its folder (auto_map in config.json); "
@@ -111,6 +155,7 @@ class Transformer(nn.Module):
 
         folder = Path(folder)
         check_weight_files(folder, allow_pickle)
+        _check_weights_readable(folder)
         _check_remote_code(folder, trust_remote_code)
         try:
             with _quiet_loading():
@@ -130,6 +175,7 @@ class Transformer(nn.Module):
                 f"{folder}: could not load the transformer ({first}); check that the folder holds a complete "
                 "Hugging Face model (config.json, model.safetensors, tokenizer files)"
             ) from None
+        _check_tokenizer(folder, tokenizer)
         return cls(model.eval(), tokenizer, max_seq_length=max_seq_length, do_lower_case=do_lower_case)
 
     def save(self, folder: Path) -> None:

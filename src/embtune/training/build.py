@@ -18,7 +18,6 @@ from ..data.samplers import (
     NoDuplicatesBatchSampler,
     ShuffledBatchSampler,
 )
-from ..data.sources import load_table
 from ..data.synthetic import resolve_path
 from ..errors import EmbtuneError
 from ..losses import build_loss
@@ -137,27 +136,18 @@ def eval_batches(prepared: PreparedDataset, batch_size: int):
 
 
 def build_evaluators(cfgs: list[EvaluatorCfg], cache_dir: Path, batch_size: int) -> list[Any]:
-    """Evaluators from config: read each file once and hand the mapped columns to ``build_evaluator``."""
-    from ..evaluation import build_evaluator, load_retrieval_pairs
+    """Evaluators from config: each reads its file once (``evaluation.evaluator_from_file``)."""
+    from ..evaluation import evaluator_from_file
 
-    out = []
-    for cfg in cfgs:
-        path = resolve_path(cfg.path, cache_dir)
-        params: dict[str, Any] = {"name": cfg.name, "batch_size": batch_size, **cfg.params}
-        if cfg.kind == "retrieval":
-            cols = {"query": "query", "positive": "positive", **cfg.columns}
-            data = load_retrieval_pairs(path, cols["query"], cols["positive"])
-            params |= {"queries": data.queries, "corpus": data.corpus, "relevant_docs": data.relevant_docs}
-        else:
-            table = load_table(path)
-            if cfg.max_rows is not None:
-                table = table.select(range(min(cfg.max_rows, len(table))))
-            for param, column in cfg.columns.items():
-                if column not in table.column_names:
-                    raise EmbtuneError(
-                        f"evaluator {cfg.name!r}: {path} has no column {column!r} (for {param}); "
-                        f"columns: {', '.join(table.column_names)}"
-                    )
-                params[param] = table[column]
-        out.append(build_evaluator(cfg.kind, **params))
-    return out
+    return [
+        evaluator_from_file(
+            cfg.kind,
+            cfg.path,
+            columns=cfg.columns,
+            name=cfg.name,
+            params={"batch_size": batch_size, **cfg.params},
+            max_rows=cfg.max_rows,
+            cache_dir=cache_dir,
+        )
+        for cfg in cfgs
+    ]

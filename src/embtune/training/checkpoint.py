@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import EmbtuneError
-from ..utils.atomic import atomic_dir
+from ..utils.atomic import atomic_dir, recover, recover_all
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -48,6 +48,25 @@ class TrainState:
     best_checkpoint: str | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
     base_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def check_output_dir(output_dir: Path, ours: bool, overwrite: bool) -> None:
+    """Refuse an ``output_dir`` that is a file, or a non-empty folder that holds no embtune run.
+
+    The final model replaces ``output_dir`` as a whole, so files a user keeps there would be lost; they are
+    replaced only with ``overwrite_output_dir: true``. ``ours``: the folder holds a run (checkpoints, log, model).
+    """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise EmbtuneError(f"{output_dir}: is a file, not a folder; set args.output_dir to a new or empty folder")
+    if ours or overwrite or not output_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in output_dir.iterdir() if p.name != ".cache")
+    if foreign:
+        raise EmbtuneError(
+            f"{output_dir}: exists and holds files that are not an embtune run ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty args.output_dir, or set "
+            "overwrite_output_dir: true to replace the folder and everything in it"
+        )
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
@@ -113,8 +132,14 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders under ``<output_dir>/checkpoints``, oldest (lowest step) first."""
+    """Complete checkpoint folders under ``<output_dir>/checkpoints``, oldest (lowest step) first.
+
+    First repairs what a writer killed mid-save left behind: the ``checkpoints`` folder carried into the
+    temporary folder of an unfinished final-model save is moved back, and stale temporary folders go.
+    """
     root = Path(output_dir) / "checkpoints"
+    recover(output_dir, ("checkpoints",))
+    recover_all(root)
     if not root.is_dir():
         return []
     found = [

@@ -186,8 +186,8 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         info = build_run_info(base_model_id, model, data, evaluators, state.base_metrics, final, args,
                               state.log, state.best_checkpoint)  # HOOK: the model card's input
         model.eval()
-        with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # as model.save(output_dir, preserve=...)
-            model.save(tmp)
+        with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
+            model.write_folder(tmp)
             write_card(info, tmp)  # README.md via embtune.cards, when available
     dist.shutdown()
     return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
@@ -210,10 +210,13 @@ def _resume_point(args: TrainArgs, output_dir: Path) -> Path | None:
             raise EmbtuneError(f"resume_from_checkpoint: {path} is not a folder; use 'last' or a checkpoint path")
         return path
     old = [p for p in (output_dir / "checkpoints", output_dir / LOG_FILE, output_dir / "modules.json") if p.exists()]
+    ckpt.check_output_dir(output_dir, ours=bool(old), overwrite=args.overwrite_output_dir)
     if old and not args.overwrite_output_dir:
+        resumable = ckpt.find_last_checkpoint(output_dir) is not None
         raise EmbtuneError(
-            f"{output_dir} already holds a run; set resume_from_checkpoint: last to continue it, "
-            "overwrite_output_dir: true to replace it, or choose another output_dir"
+            f"{output_dir} already holds a run; "
+            + ("set resume_from_checkpoint: last to continue it, " if resumable else "(it has no checkpoint to resume) ")
+            + "set overwrite_output_dir: true to replace it, or choose another output_dir"
         )
     if old and dist.is_main():
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)

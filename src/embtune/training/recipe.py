@@ -36,11 +36,16 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         raise EmbtuneError(f"{path}: recipe not found; check the path")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise EmbtuneError(f"{path}: byte {exc.start} is not valid UTF-8; re-save the recipe as UTF-8") from None
     except yaml.YAMLError as exc:
         raise EmbtuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise EmbtuneError(f"{path}: nested more than {MAX_DEPTH} levels deep; a recipe is a few levels of mappings") from None
     if not isinstance(raw, dict):
         raise EmbtuneError(f"{path}: a recipe is a mapping with model, datasets, eval and args")
     try:
+        _check_tree(raw, "")
         for item in overrides:
             apply_override(raw, item)
         return from_dict(TrainConfig, raw, "")
@@ -50,10 +55,31 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
 
 def config_from_dict(raw: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Like ``load_recipe`` for a dict already in memory (Python users, tests)."""
+    if not isinstance(raw, dict):
+        raise EmbtuneError(f"a recipe is a mapping with model, datasets, eval and args, got {type(raw).__name__}")
+    _check_tree(raw, "")
     raw = _deep_copy(raw)
     for item in overrides:
         apply_override(raw, item)
     return from_dict(TrainConfig, raw, "")
+
+
+MAX_DEPTH = 32  # far deeper than any recipe; guards the recursive checks below
+
+
+def _check_tree(node: Any, where: str, parents: tuple[int, ...] = ()) -> None:
+    """Refuse structures the recursive conversion cannot finish: cycles (YAML aliases such as ``&a [*a]``)
+    and absurd nesting."""
+    if not isinstance(node, dict | list):
+        return
+    label = where or "the recipe"
+    if id(node) in parents:
+        raise EmbtuneError(f"{label}: refers to itself (a YAML alias inside its own anchor); write the value out")
+    if len(parents) >= MAX_DEPTH:
+        raise EmbtuneError(f"{label}: nested more than {MAX_DEPTH} levels deep; a recipe is a few levels of mappings")
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        _check_tree(value, f"{where}.{key}" if where else str(key), (*parents, id(node)))
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

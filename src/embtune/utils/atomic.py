@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -67,7 +68,11 @@ def _umask() -> int:
 
 
 def _settle(folder: Path) -> None:
-    """Give a finished temporary folder normal permissions (mkdtemp makes it private) and flush it to disk."""
+    """Give a finished temporary folder normal permissions (mkdtemp makes it private) and flush it to disk.
+
+    A failed fsync (EIO, ENOSPC on delayed allocation or network filesystems) means the data may not be on
+    disk, so it aborts the replacement instead of being ignored.
+    """
     mask = _umask()
     os.chmod(folder, 0o777 & ~mask)
     for root, dirs, files in os.walk(folder):
@@ -77,9 +82,64 @@ def _settle(folder: Path) -> None:
             path = os.path.join(root, f)
             with contextlib.suppress(OSError):
                 os.chmod(path, 0o666 & ~mask)
-                fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
+            try:
                 os.fsync(fd)
+            finally:
                 os.close(fd)
+
+
+_STALE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[^/]*$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def recover(target: Path | str, preserve: Sequence[str] = ()) -> None:
+    """Clean up after writers of ``target`` that died (SIGKILL, power loss) in the middle of ``atomic_dir``.
+
+    Their temporary folders (``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>-*`` whose process is gone) are
+    removed; an entry named in ``preserve`` that the dead writer had already moved into its temporary folder
+    but not yet into place is moved back into ``target`` first, so it is never lost.
+    """
+    target = Path(target).absolute()
+    parent = target.parent
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        match = _STALE.match(entry.name)
+        if not match or _alive(int(match["pid"])):
+            continue
+        name = match["name"]
+        while (inner := _STALE.match(name)) is not None:  # a save nested in another's temporary folder
+            name = inner["name"]
+        if name != target.name:
+            continue
+        if not entry.is_dir() or entry.is_symlink():
+            entry.unlink(missing_ok=True)  # a temporary file of atomic_write_bytes
+            continue
+        if ".old-" in entry.name and not target.exists():
+            os.rename(entry, target)  # died between moving the previous version aside and the new one in
+            continue
+        for name in preserve:
+            if (entry / name).exists() and target.is_dir() and not (target / name).exists():
+                os.rename(entry / name, target / name)
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def recover_all(folder: Path | str) -> None:
+    """``recover`` every target in ``folder`` that a dead writer left temporaries for (nothing preserved)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for name in sorted({m["name"] for p in folder.iterdir() if (m := _STALE.match(p.name))}):
+            recover(folder / name)
 
 
 @contextlib.contextmanager
@@ -95,42 +155,53 @@ def atomic_dir(target: Path | str, preserve: Sequence[str] = ()) -> Iterator[Pat
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        recover(target, preserve)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise _friendly(exc, target) from None
+    moved: list[str] = []  # preserved entries carried into tmp: put back if anything fails
+    aside: Path | None = None  # the previous version, moved aside (fallback without rename-exchange)
     try:
         yield tmp
+        if target.exists() and not target.is_dir():
+            raise EmbtuneError(f"{target}: exists and is not a folder; remove it or choose another path")
+        _settle(tmp)  # before the preserved entries move in: keeps the moment they live in tmp short
         for name in preserve:
-            old = target / name
-            if old.exists() and not (tmp / name).exists():
-                os.rename(old, tmp / name)
-        _settle(tmp)
-        if target.exists():
-            if not target.is_dir():
-                raise EmbtuneError(f"{target}: exists and is not a folder; remove it or choose another path")
-            if _exchange(tmp, target):
-                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous version
-            else:
-                old = parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(target, old)
-                os.rename(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
+            if (target / name).exists() and not (tmp / name).exists():
+                os.rename(target / name, tmp / name)
+                moved.append(name)
+        if not target.exists():
             os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            moved = []
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous version
+        else:
+            aside = parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.rename(target, aside)  # a crash right here is repaired by recover(): the old version goes back
+            os.rename(tmp, target)
+            moved, old, aside = [], aside, None
+            shutil.rmtree(old, ignore_errors=True)
+        moved = []
         _fsync_dir(parent)
-    except OSError as exc:
+    except BaseException as exc:
+        if aside is not None and not target.exists():
+            with contextlib.suppress(OSError):
+                os.rename(aside, target)
+        for name in moved:
+            with contextlib.suppress(OSError):
+                os.rename(tmp / name, target / name)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _friendly(exc, target) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _friendly(exc, target) from None
         raise
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    path = Path(path).absolute()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
+        recover(path)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
