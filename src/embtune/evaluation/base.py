@@ -69,6 +69,14 @@ def prefixed(name: str, metrics: dict[str, float]) -> dict[str, float]:
     return {(f"{name}_{key}" if name else key): float(value) for key, value in metrics.items()}
 
 
+def primary_key(name: str, metric: str, similarity_fn_names: Sequence[str], main: str | None = None) -> str:
+    """Full key of an evaluator's primary metric: ``metric`` (e.g. ``"spearman_{fn}"``) for the main similarity,
+    else ``max`` when several similarities are computed, else the only one; prefixed like ``prefixed``."""
+    fn = main or ("max" if len(similarity_fn_names) > 1 else similarity_fn_names[0])
+    key = metric.format(fn=fn)
+    return f"{name}_{key}" if name else key
+
+
 def check_texts(role: str, texts: Sequence[str]) -> list[str]:
     """Validate a list of input texts (non-empty, all strings) and return it as a list."""
     if isinstance(texts, str):

@@ -16,6 +16,7 @@ from .base import (
     check_texts,
     encode,
     prefixed,
+    primary_key,
 )
 from .metrics import average_precision, best_accuracy_and_threshold, best_f1_and_threshold, matthews_corrcoef
 
@@ -70,8 +71,7 @@ class BinaryClassificationEvaluator:
         self.batch_size = check_batch_size(batch_size)
         self.prompt = prompt
         self.show_progress_bar = show_progress_bar
-        primary = "max_ap" if len(self.similarity_fn_names) > 1 else f"{self.similarity_fn_names[0]}_ap"
-        self.primary_metric = f"{name}_{primary}" if name else primary
+        self.primary_metric = primary_key(name, "{fn}_ap", self.similarity_fn_names)
 
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed every distinct text once and return the metrics per similarity function (+ max)."""

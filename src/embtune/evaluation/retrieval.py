@@ -17,7 +17,15 @@ from torch import Tensor
 from ..errors import EmbtuneError
 from ..similarity import canonical_name, similarity_fn
 from . import metrics as M
-from .base import Encoder, check_batch_size, check_similarity_names, check_texts, encode, prefixed
+from .base import (
+    Encoder,
+    check_batch_size,
+    check_similarity_names,
+    check_texts,
+    encode,
+    prefixed,
+    primary_key,
+)
 from .retrieval_data import RetrievalData, load_beir, load_retrieval_pairs
 
 __all__ = ["InformationRetrievalEvaluator", "RetrievalData", "load_beir", "load_retrieval_pairs"]
@@ -102,8 +110,7 @@ class InformationRetrievalEvaluator:
         self.corpus_prompt = corpus_prompt
         self.show_progress_bar = show_progress_bar
         self._id_rank = torch.as_tensor(_sort_ranks(self.corpus_ids), dtype=torch.long)
-        primary = f"{self.main_similarity}_ndcg@{max(self.ks['ndcg'])}"
-        self.primary_metric = f"{name}_{primary}" if name else primary
+        self.primary_metric = primary_key(name, "{fn}_ndcg@" + str(max(self.ks["ndcg"])), [], self.main_similarity)
 
     @classmethod
     def from_data(cls, data: RetrievalData, **kwargs: object) -> InformationRetrievalEvaluator:

@@ -16,6 +16,7 @@ from .base import (
     check_texts,
     encode,
     prefixed,
+    primary_key,
 )
 from .metrics import pearson, spearman
 
@@ -69,13 +70,7 @@ class EmbeddingSimilarityEvaluator:
         self.batch_size = check_batch_size(batch_size)
         self.prompt = prompt
         self.show_progress_bar = show_progress_bar
-        if self.main_similarity:
-            primary = f"spearman_{self.main_similarity}"
-        elif len(self.similarity_fn_names) > 1:
-            primary = "spearman_max"
-        else:
-            primary = f"spearman_{self.similarity_fn_names[0]}"
-        self.primary_metric = f"{name}_{primary}" if name else primary
+        self.primary_metric = primary_key(name, "spearman_{fn}", self.similarity_fn_names, self.main_similarity)
 
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed both sides and return Pearson/Spearman per similarity function (+ max)."""

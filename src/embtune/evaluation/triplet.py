@@ -14,6 +14,7 @@ from .base import (
     check_texts,
     encode,
     prefixed,
+    primary_key,
 )
 
 # Order as in sentence-transformers' model cards: cosine, dot, manhattan, euclidean, then max.
@@ -71,13 +72,7 @@ class TripletEvaluator:
         self.query_prompt = query_prompt
         self.document_prompt = document_prompt
         self.show_progress_bar = show_progress_bar
-        if self.main_similarity:
-            primary = f"{self.main_similarity}_accuracy"
-        elif len(self.similarity_fn_names) > 1:
-            primary = "max_accuracy"
-        else:
-            primary = f"{self.similarity_fn_names[0]}_accuracy"
-        self.primary_metric = f"{name}_{primary}" if name else primary
+        self.primary_metric = primary_key(name, "{fn}_accuracy", self.similarity_fn_names, self.main_similarity)
 
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed the three roles and return the accuracy per similarity function (+ max)."""
