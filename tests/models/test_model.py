@@ -160,3 +160,23 @@ def test_plain_hf_folder_loads_with_mean_pooling_and_warning(tiny_bert_dir, capl
 def test_bundled_alias_missing_or_loads(minilm_dir):
     model = EmbeddingModel.load("bundled:all-MiniLM-L6-v2")
     assert model.embedding_dim == 384 and model.max_seq_length == 256 and model.normalizes
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_bf16_copy_follows_optimizer_steps_that_do_not_bump_versions(tiny, fused):
+    # Fused AdamW (and writes through .data) change weights without bumping their version counters.
+    before = tiny.encode(TEXTS, precision="bf16")
+    opt = torch.optim.AdamW(tiny.parameters(), lr=0.05, fused=fused)
+    for p in tiny.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    after = tiny.encode(TEXTS, precision="bf16")
+    fp32_after = tiny.encode(TEXTS, precision="fp32")
+    assert not np.allclose(before, after, atol=1e-3)
+    assert (after * fp32_after).sum(1).min() >= 0.999
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.data.mul_(0.5)
+    np.testing.assert_allclose(
+        tiny.encode(TEXTS, precision="bf16"), tiny.encode(TEXTS, precision="fp32"), atol=0.05
+    )

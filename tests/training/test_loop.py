@@ -67,3 +67,20 @@ def test_gradient_accumulation_and_epoch_strategies(tiny_bert_dir, pairs_file, t
     # 48 rows / 8 = 6 batches per epoch -> 3 optimizer steps per epoch, 2 epochs
     assert result.metrics["global_step"] == 6
     assert [p.name for p in list_checkpoints(result.model_path)] == ["checkpoint-6"]
+
+
+def test_final_evaluator_metrics_come_from_the_trained_weights(tiny_bert_dir, pairs_file, tmp_path, config_factory):
+    # Evaluators encode through the bf16 weight copy; it must follow every optimizer step (fused AdamW
+    # updates weights without bumping their version counters), so the final metrics differ from the base ones
+    # and equal a fresh fp32/bf16 evaluation of the saved model.
+    raw = config_factory(tiny_bert_dir, pairs_file, tmp_path / "out", bf16=True, max_steps=4)
+    raw["eval"] = {"evaluators": [{"kind": "sts", "name": "sts", "path": str(pairs_file),
+                                   "columns": {"sentences1": "anchor", "sentences2": "positive", "scores": "score"}}]}
+    result = train(config_from_dict(raw, []))
+    key = "eval_sts_spearman_cosine"
+    assert result.metrics["final"][key] != result.metrics["base"][key]
+    from embtune.evaluation import evaluate
+
+    fresh = evaluate(str(result.model_path), str(pairs_file), "sts", name="sts", precision="bf16",
+                     columns={"sentences1": "anchor", "sentences2": "positive", "scores": "score"})
+    assert abs(fresh["sts_spearman_cosine"] - result.metrics["final"][key]) < 1e-6

@@ -41,8 +41,16 @@ def _prompt_length(model, prompt: str) -> int:
     return max(len(ids[0]) - 1, 0)
 
 
-def _weights_version(module: nn.Module) -> tuple:
-    return tuple(p._version for p in module.parameters()) + tuple(id(p) for p in module.parameters())
+def _weights_fingerprint(module: nn.Module) -> tuple:
+    """Changes whenever the weights change: identity, version counters, and a strided sample of every value.
+
+    Version counters alone are not enough: fused optimizers (``AdamW(fused=True)``) and writes through
+    ``.data`` update weights without bumping them, which would leave a stale low-precision copy in use.
+    """
+    with torch.no_grad():
+        params = list(module.parameters())
+        sample = torch.stack([p.detach().reshape(-1)[::61].double().sum() for p in params])
+    return (tuple(id(p) for p in params), tuple(p._version for p in params), tuple(sample.tolist()))
 
 
 class _LowPrecisionCache:
@@ -61,7 +69,7 @@ class _LowPrecisionCache:
     def get(self, module: nn.Module, dtype: torch.dtype) -> nn.Module:
         import copy
 
-        key = (dtype, _weights_version(module), next(module.parameters()).device)
+        key = (dtype, _weights_fingerprint(module), next(module.parameters()).device)
         if self.key != key or self.copy is None:
             self.copy = None  # free the old copy before building a new one
             module.__dict__.pop("_lowp_cache", None)  # do not deep-copy the cache into the copy
