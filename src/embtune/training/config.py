@@ -158,7 +158,7 @@ class TrainArgs:
     gradient_accumulation_steps: int = 1
     dataloader_drop_last: bool = False
     batch_sampler: str = "batch_sampler"
-    group_by_length: bool = False  # batch rows of similar token length together (less padding)
+    group_by_length: bool = True  # batch rows of similar length inside shuffled windows: less padding, ~1.6x faster
     multi_dataset_batch_sampler: str = "proportional"
     # precision and memory
     bf16: bool | None = None  # None: bf16 autocast where the hardware is fast at it, else fp32
