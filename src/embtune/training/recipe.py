@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
 from ..errors import EmbtuneError
+from ..utils.paths import input_path, os_error
+from ..utils.safe_yaml import MAX_BYTES, YamlSyntaxError, bool_hint, check_size, load_yaml
 from .config import LossCfg, TrainConfig
 
 
@@ -31,36 +32,43 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         EmbtuneError: unreadable YAML, unknown keys, wrong types, invalid values or combinations; the
             message names the recipe file and the dotted key.
     """
-    path = Path(path)
+    path = input_path(path, "recipe", folder_ok=False)
     if not path.is_file():
         raise EmbtuneError(f"{path}: recipe not found; check the path")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if path.stat().st_size > MAX_BYTES:
+            raise EmbtuneError(f"is {path.stat().st_size >> 10} KB; a recipe is at most {MAX_BYTES >> 10} KB of YAML")
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise EmbtuneError(f"{path}: byte {exc.start} is not valid UTF-8; re-save the recipe as UTF-8") from None
-    except yaml.YAMLError as exc:
-        raise EmbtuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise EmbtuneError(f"{path}: nested more than {MAX_DEPTH} levels deep; a recipe is a few levels of mappings") from None
+    except OSError as exc:
+        raise os_error(exc, path, "recipe") from None
+    except EmbtuneError as exc:
+        raise EmbtuneError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise EmbtuneError(f"{path}: a recipe is a mapping with model, datasets, eval and args")
     try:
         _check_tree(raw, "")
         for item in overrides:
             apply_override(raw, item)
-        return from_dict(TrainConfig, raw, "")
+        check_size(raw)
+        config = from_dict(TrainConfig, raw, "")
     except EmbtuneError as exc:
         raise EmbtuneError(f"{path}: {exc}") from None
+    config.recipe_path = path  # type: ignore[attr-defined]  # preflight keeps output_dir from deleting it
+    return config
 
 
 def config_from_dict(raw: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Like ``load_recipe`` for a dict already in memory (Python users, tests)."""
     if not isinstance(raw, dict):
         raise EmbtuneError(f"a recipe is a mapping with model, datasets, eval and args, got {type(raw).__name__}")
+    check_size(raw)
     _check_tree(raw, "")
     raw = _deep_copy(raw)
     for item in overrides:
         apply_override(raw, item)
+    check_size(raw)
     return from_dict(TrainConfig, raw, "")
 
 
@@ -88,9 +96,11 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise EmbtuneError(f"override {item!r} is not key=value; write e.g. args.learning_rate=1e-4")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml(text, "the override") if text.strip() else None
+    except YamlSyntaxError:
         value = text
+    except EmbtuneError as exc:
+        raise EmbtuneError(f"override {item!r}: {exc}") from None
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -175,12 +185,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: C901 - one branch
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "5e-5" as a string; accept numeric text
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise _type_error(where, tp, value) from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(where, tp, value)
-        return float(value)
+        else:
+            number = float(value)
+        if not math.isfinite(number):
+            raise EmbtuneError(f"{where}: {value!r} is not a finite number; give a finite value")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise _type_error(where, tp, value)
@@ -202,7 +216,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _type_error(where: str, tp: Any, value: Any) -> EmbtuneError:
-    return EmbtuneError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    hint = bool_hint(where, value) if "text" in _type_name(tp) else ""
+    return EmbtuneError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def _deep_copy(raw: Any) -> Any:
