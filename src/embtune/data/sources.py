@@ -27,6 +27,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from ..errors import EmbtuneError
+from ..utils.paths import expand, input_path
+from .long_lines import block_size_for, is_straddle
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "disk")
 _EXTENSIONS = {
@@ -69,6 +71,7 @@ def load_table(
             a row whose field count differs from the header, malformed JSON, unknown format.
     """
     path, split = split_path(path, split)
+    path = input_path(path, "data file")  # FIFO, device, unreadable, symlink loop: one line, never a hang
     if not path.exists():
         raise EmbtuneError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
     fmt = _resolve_format(path, fmt)
@@ -127,7 +130,7 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 
 def split_path(path: str | os.PathLike[str], split: str | None = None) -> tuple[Path, str | None]:
     """Turn ``folder:train`` into (folder, "train") when ``folder`` exists and the full name does not."""
-    path = Path(path)
+    path = expand(path)
     text = str(path)
     if not path.exists() and ":" in path.name:
         base, _, suffix = text.rpartition(":")
@@ -255,14 +258,14 @@ def _parse(path: Path, fmt: str, target: Path | None) -> pa.Table | None:
 
 def _batches(path: Path, fmt: str, hints: dict[str, object]) -> Iterator[pa.RecordBatch]:
     if fmt in ("csv", "tsv"):
-        return _csv_batches(path, "\t" if fmt == "tsv" else ",", hints["column_types"])  # type: ignore[arg-type]
+        return _csv_batches(path, "\t" if fmt == "tsv" else ",", hints["column_types"], hints)  # type: ignore[arg-type]
     if fmt == "jsonl":
         return _json_batches(path, hints)
     return _parquet_batches(path)
 
 
 def _csv_batches(
-    path: Path, delimiter: str, column_types: dict[str, pa.DataType]
+    path: Path, delimiter: str, column_types: dict[str, pa.DataType], hints: dict[str, object]
 ) -> Iterator[pa.RecordBatch]:
     """Stream CSV blocks. Types are inferred from the first block; when a later value does not fit (ints
     then a float, numbers then text) the column is widened and the file re-read (``_Retry``)."""
@@ -282,7 +285,7 @@ def _csv_batches(
     try:
         reader = pa_csv.open_csv(
             path,
-            read_options=pa_csv.ReadOptions(use_threads=False),  # keeps row numbers for error messages
+            read_options=pa_csv.ReadOptions(use_threads=False, block_size=hints.get("block_size")),  # row numbers
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
             ),
@@ -294,6 +297,9 @@ def _csv_batches(
     except pa.ArrowInvalid as exc:
         if bad_rows:
             error = EmbtuneError(f"{path}: {bad_rows[0]}")
+        elif is_straddle(exc):  # a row longer than a parse block: re-read with a block that holds it
+            hints["block_size"] = block_size_for(path, hints.get("block_size"))  # type: ignore[arg-type]
+            error = _Retry()
         elif _widen(str(exc), names, column_types):
             error = _Retry()
         else:
@@ -339,17 +345,24 @@ def _json_batches(path: Path, hints: dict[str, object]) -> Iterator[pa.RecordBat
             f"{path}: holds a JSON array; write one JSON object per line (JSON lines), e.g. "
             f"`jq -c '.[]' {path.name} > {path.stem}.jsonl`"
         )
+    options = pa_json.ReadOptions(block_size=hints["block_size"]) if hints.get("block_size") else None
     if not hints["whole_json"]:
         try:
-            yield from _read_all(pa_json.open_json(path))
+            yield from _read_all(pa_json.open_json(path, read_options=options))
             return
-        except pa.ArrowException:
+        except pa.ArrowException as exc:
+            if is_straddle(exc):  # a line longer than a parse block: re-read with a block that holds it
+                hints["block_size"] = block_size_for(path, hints.get("block_size"))  # type: ignore[arg-type]
+                raise _Retry from None
             # the streaming reader fixes the schema on the first block; the whole-file reader unifies it
             hints["whole_json"] = True
             raise _Retry from None
     try:
-        table = pa_json.read_json(path)
+        table = pa_json.read_json(path, read_options=options)
     except pa.ArrowException as exc:
+        if is_straddle(exc):
+            hints["block_size"] = block_size_for(path, hints.get("block_size"))  # type: ignore[arg-type]
+            raise _Retry from None
         raise _json_error(path, exc) from None
     yield from (batch for batch in table.to_batches() if batch.num_rows)
 
