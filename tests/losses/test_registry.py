@@ -176,7 +176,7 @@ def test_matryoshka_dim_larger_than_embedding_is_an_error() -> None:
 def test_check_roles_names_missing_role_and_fix() -> None:
     with pytest.raises(
         EmbtuneError,
-        match=r"TripletLoss needs the role\(s\) negative_1.*data.columns \(negative_1: <column>\)",
+        match=r"TripletLoss needs the role\(s\) negative_1.*datasets\[\]\.columns \(negative_1: <column>\)",
     ):
         check_roles(TripletLoss(), {"anchor", "positive"}, 0)
     check_roles(TripletLoss(), {"anchor", "positive"}, 1)  # negatives may be given by count only

@@ -94,7 +94,7 @@ CASES = [
     Case("wrong-delimiter", ("data.csv", "semicolon-separated", "re-save it with commas"),
          data=GOOD_CSV.replace(",", ";")),
     Case("tab-in-csv", ("data.csv", "tab-separated", "set format: tsv"), data=GOOD_CSV.replace(",", "\t")),
-    Case("unknown-column", ("data.csv", "'anchr'", "available columns: anchor, positive, score", "Fix data.columns"),
+    Case("unknown-column", ("data.csv", "'anchr'", "available columns: anchor, positive, score", "Fix datasets[].columns"),
          recipe={"columns": {"anchor": "anchr", "positive": "positive"}}),
     Case("label-column-missing-for-loss", ("data.csv", "CoSENTLoss needs a label column", "set `label: <column>`"),
          recipe={"loss": "cosent"}),
@@ -193,14 +193,19 @@ def test_bad_input_is_one_clear_line_and_leaves_no_output(case: Case, via: str, 
     assert not leftovers, leftovers  # no temporary folders next to the output
 
 
-def test_foreign_output_dir_is_replaced_only_with_overwrite_output_dir(model_dir, tmp_path, capsys):
+def test_overwrite_output_dir_never_replaces_a_folder_embtune_did_not_create(model_dir, tmp_path, capsys):
     _foreign_output(tmp_path)
     data = tmp_path / "data.csv"
     data.write_text(GOOD_CSV)
     recipe = write_recipe(tmp_path, model_dir, data, args={"overwrite_output_dir": True})
+    before = snapshot(tmp_path / "out")
+    code = main(["train", str(recipe), "--json"])
+    assert_one_line_error(code, capsys.readouterr().err, "thesis.tex", "did not write", "choose another output_dir")
+    assert snapshot(tmp_path / "out") == before
+    (tmp_path / "out" / "thesis.tex").unlink()  # now an empty folder: a first run, then a replacing run
     assert main(["train", str(recipe), "--json"]) == 0
+    assert main(["train", str(recipe), "--json"]) == 0  # an earlier embtune run is replaced
     assert (tmp_path / "out" / "modules.json").is_file()
-    assert not (tmp_path / "out" / "thesis.tex").exists()
 
 
 def test_extremely_long_texts_are_truncated_with_a_count_warning(model_dir, tmp_path):

@@ -198,6 +198,7 @@ def _check_not_empty(path: Path) -> None:
 def _check_utf8(path: Path) -> None:
     """Decode the file in newline-aligned chunks (C speed); name the line and byte of the first bad byte."""
     offset, lines = 0, 0
+    _check_not_utf16(path)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             chunk += handle.readline()  # '\n' never occurs inside a UTF-8 sequence: chunks split cleanly
@@ -211,6 +212,18 @@ def _check_utf8(path: Path) -> None:
                 ) from None
             offset += len(chunk)
             lines += chunk.count(b"\n")
+
+
+def _check_not_utf16(path: Path) -> None:
+    """UTF-16 (with or without a byte-order mark) would otherwise look like ragged rows or bad bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise EmbtuneError(f"{path}: is UTF-16 (it starts with a UTF-16 byte-order mark); re-save the file as UTF-8")
+    if len(head) >= 4 and head.count(b"\x00") * 4 >= len(head):
+        raise EmbtuneError(
+            f"{path}: looks like UTF-16 without a byte-order mark (every other byte is NUL); re-save the file as UTF-8"
+        )
 
 
 def _check_delimiter(path: Path, fmt: str) -> None:

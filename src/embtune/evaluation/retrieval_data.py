@@ -38,19 +38,10 @@ def load_beir(folder: str | Path, split: str = "test", title_separator: str = " 
             sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
         )
         raise EmbtuneError(f"{qrels_path} not found; available splits: {found or 'none'}. Pass split=...")
-    relevant: dict[str, set[str]] = {}
-    with qrels_path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        _require_columns(qrels_path, reader.fieldnames, ("query-id", "corpus-id", "score"))
-        for line, row in enumerate(reader, start=2):
-            try:
-                score = float(row["score"])
-            except (TypeError, ValueError):
-                raise EmbtuneError(
-                    f"{where(qrels_path, line, 'score')}{row['score']!r} is not a number"
-                ) from None
-            if score > 0:
-                relevant.setdefault(str(row["query-id"]), set()).add(str(row["corpus-id"]))
+    try:
+        relevant = _qrels(qrels_path)
+    except UnicodeDecodeError:
+        raise EmbtuneError(f"{qrels_path}: not valid UTF-8; re-save the file as UTF-8") from None
     corpus = {}
     for _, row in _jsonl(folder / "corpus.jsonl", ("_id", "text")):
         title = str(row.get("title") or "").strip()
@@ -64,6 +55,23 @@ def load_beir(folder: str | Path, split: str = "test", title_separator: str = " 
             f"no query in {folder / 'queries.jsonl'} appears in {qrels_path}; check the split name"
         )
     return RetrievalData(queries=queries, corpus=corpus, relevant_docs=relevant)
+
+
+def _qrels(qrels_path: Path) -> dict[str, set[str]]:
+    relevant: dict[str, set[str]] = {}
+    with qrels_path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        _require_columns(qrels_path, reader.fieldnames, ("query-id", "corpus-id", "score"))
+        for line, row in enumerate(reader, start=2):
+            try:
+                score = float(row["score"])
+            except (TypeError, ValueError):
+                raise EmbtuneError(
+                    f"{where(qrels_path, line, 'score')}{row['score']!r} is not a number"
+                ) from None
+            if score > 0:
+                relevant.setdefault(str(row["query-id"]), set()).add(str(row["corpus-id"]))
+    return relevant
 
 
 def load_retrieval_pairs(
@@ -108,26 +116,34 @@ def load_retrieval_pairs(
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    """(line number, row dict) from a .csv, .tsv or .jsonl file, after checking the needed columns exist."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        yield from _jsonl(path, columns)
-        return
-    if suffix not in (".csv", ".tsv"):
-        raise EmbtuneError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
-    if not path.is_file():
-        raise EmbtuneError(f"{path} not found; check the path")
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-        _require_columns(path, reader.fieldnames, columns)
-        yield from enumerate(reader, start=2)
+    """(1-based data row, row dict) from a table file, after checking the columns exist and hold text.
+
+    The file goes through ``data.sources.load_table``, the one reader of data files (encodings, delimiters,
+    ragged rows, FIFOs...), and each column through ``check_texts``: numbers, NUL bytes, empty cells.
+    """
+    from ..data.sources import load_table
+    from ..data.validate import check_texts
+
+    table = load_table(path)
+    _require_columns(path, table.column_names, columns)
+    for column in columns:
+        check_texts(table.data.table.column(column), column=column, role=column, path=path)
+    number = 0
+    for batch in table.select_columns(list(columns)).iter(batch_size=4096):  # dict: column -> list
+        for values in zip(*(batch[c] for c in columns), strict=True):
+            number += 1
+            yield number, dict(zip(columns, values, strict=True))
 
 
 def _jsonl(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise EmbtuneError(f"{path} not found; check the path")
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for line, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise EmbtuneError(f"{where(path, line)}not valid UTF-8; re-save the file as UTF-8") from None
             if not text.strip():
                 continue
             try:

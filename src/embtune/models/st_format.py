@@ -52,7 +52,12 @@ def inside(root: Path, folder: Path, relative: str, trusted_root: Path | None = 
             f"{root / 'modules.json'}: module path {relative!r} leaves the model folder; "
             "module paths must be relative folders inside it"
         )
-    target = (folder / rel).resolve()
+    try:
+        target = (folder / rel).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python < 3.13 reports a symlink loop this way
+        raise EmbtuneError(
+            f"{folder / rel}: is a symlink loop (a link that points back to itself); remove or fix the link"
+        ) from None
     allowed = (trusted_root or folder).resolve()
     if target != allowed and allowed not in target.parents:
         raise EmbtuneError(

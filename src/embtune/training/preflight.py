@@ -8,12 +8,13 @@ to custom code), checks each input path (regular, readable file or folder) and t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..data.sources import split_path
 from ..data.synthetic import PREFIX
 from ..errors import EmbtuneError
-from ..losses import build_loss
+from ..losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss, build_loss
 from ..utils.paths import check_output_dir, expand, input_path
 from .config import TrainConfig
 
@@ -22,10 +23,19 @@ def preflight(config: TrainConfig) -> None:
     """Validate ``config`` before the run; see the module docstring.
 
     Raises:
-        EmbtuneError: naming the recipe key (``datasets[0].loss``, ``args.output_dir``...) and the fix.
+        EmbtuneError: naming the recipe file and key (``datasets[0].loss``, ``args.output_dir``...) and the fix.
     """
-    protected: list[tuple[str, Path]] = []
     recipe = getattr(config, "recipe_path", None)
+    try:
+        _preflight(config, recipe)
+    except EmbtuneError as exc:
+        if recipe is None or str(exc).startswith(str(recipe)):
+            raise
+        raise EmbtuneError(f"{recipe}: {exc}") from None
+
+
+def _preflight(config: TrainConfig, recipe: Path | None) -> None:
+    protected: list[tuple[str, Path]] = []
     if recipe is not None:
         protected.append(("the recipe", Path(recipe)))
     model = _local(config.model.name)
@@ -34,9 +44,10 @@ def preflight(config: TrainConfig) -> None:
         protected.append(("the base model", model))
     for i, d in enumerate(config.datasets):
         try:
-            build_loss(d.loss.name, **dict(d.loss.params))
+            loss = build_loss(d.loss.name, **dict(d.loss.params))
         except EmbtuneError as exc:
             raise EmbtuneError(f"datasets[{i}].loss: {exc}") from None
+        _check_in_batch(loss, d, i, config.args.per_device_train_batch_size)
         for key in ("path", "eval_path"):
             value = getattr(d, key)
             if value and not value.startswith(PREFIX):
@@ -56,6 +67,20 @@ def preflight(config: TrainConfig) -> None:
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "last":
         args.resume_from_checkpoint = _expanded(args.resume_from_checkpoint)
     args.output_dir = str(check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, protected=protected))
+
+
+def _check_in_batch(loss: object, d, index: int, batch_size: int) -> None:
+    """In-batch negatives with a global batch of one row and no hard negatives: loss 0, gradient 0."""
+    inner = getattr(loss, "loss", loss)  # MatryoshkaLoss wraps its loss
+    if not isinstance(inner, MultipleNegativesRankingLoss | CachedMultipleNegativesRankingLoss):
+        return
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if batch_size * world < 2 and not d.columns.negatives:
+        raise EmbtuneError(
+            f"datasets[{index}].loss: {type(inner).__name__} contrasts each anchor with the other rows of its "
+            "batch, and a batch of 1 row without negatives has none (loss 0, no gradient, nothing learned): set "
+            "args.per_device_train_batch_size to 2 or more, or add columns.negatives"
+        )
 
 
 def _expanded(value: str) -> str:
