@@ -131,7 +131,23 @@ def load_modules(
             steps.append(Normalize())
     if transformer is None:
         raise EmbtuneError(f"{folder / 'modules.json'}: no Transformer module; this is not a text embedding model")
+    _check_chain(folder, transformer, steps)
     return transformer, steps, st_config
+
+
+def _check_chain(folder: Path, transformer: Transformer, steps: list) -> None:
+    """Each module's input width is the previous module's output width (else encode fails mid-batch)."""
+    width, source = transformer.hidden_size, "the transformer's hidden_size"
+    for step in steps:
+        if isinstance(step, Pooling):  # pools whatever width it gets: one vector per mode
+            width, source = width * len(step.modes), "the pooling output"
+        elif isinstance(step, Dense):
+            if step.in_features != width:
+                raise EmbtuneError(
+                    f"{folder}: a Dense module takes in_features={step.in_features} but {source} is {width}; fix "
+                    "in_features in its config.json (and its weights) or restore the original model"
+                )
+            width, source = step.out_features, "the previous Dense module's out_features"
 
 
 def _config(path: Path) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def quiet_transformers() -> Iterator[None]:
 
 def check_loading_info(folder: Path, info: dict[str, Any], config: Any) -> None:
     """Raise when the weights of ``folder`` do not fit the network its config.json describes."""
-    mismatched = list(info.get("mismatched_keys") or [])
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda item: item[0])
     missing = sorted(k for k in info.get("missing_keys") or [] if not k.startswith(_UNUSED_PREFIXES))
     unexpected = sorted(k for k in info.get("unexpected_keys") or [] if not k.startswith(_UNUSED_PREFIXES))
     if not (mismatched or missing or unexpected):
