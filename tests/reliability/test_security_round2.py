@@ -33,6 +33,7 @@ def _recipe(tmp: Path, model: Path, **kw) -> Path:
     return write_recipe(tmp, model, data, **kw)
 
 
+@pytest.mark.slow
 def test_an_override_naming_python_code_runs_nothing(model_dir, tmp_path):
     recipe = _recipe(tmp_path, model_dir)
     marker = tmp_path / "PWNED"
@@ -141,6 +142,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 
 
+@pytest.mark.slow
 def test_a_yaml_alias_bomb_fails_in_seconds(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(BOMB)
@@ -167,6 +169,7 @@ def test_an_expanded_dict_bomb_from_python_is_refused():
         config_from_dict({"datasets": [{"path": "a.csv", "template": node}]})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["recipe", "data", "encode", "eval"])
 def test_a_fifo_is_refused_not_read(model_dir, tmp_path, where):
     fifo = tmp_path / ("recipe.yaml" if where == "recipe" else "in.txt" if where == "encode" else "data.csv")
