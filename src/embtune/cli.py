@@ -261,7 +261,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     try:
         return parser.parse_args(argv)
     except _UsageError as exc:
-        print(exc.parser.format_usage().rstrip(), file=sys.stderr)
+        prog = exc.parser.prog
+        print(f"usage: {prog} ...   ({prog} --help lists the arguments)", file=sys.stderr)
         print(f"embtune: error: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help, --version
