@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,32 +29,30 @@ from embtune.cli import main
 
 
 def _as_unprivileged(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m embtune`` where file permissions apply: as root, without the capabilities that bypass them."""
     env = {"PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HOME": str(cwd),
            "EMBTUNE_CACHE": str(cwd / "cache"), "PATH": os.environ.get("PATH", "")}
-    drop = None
+    prefix: list[str] = []
     if os.geteuid() == 0:
-        def drop() -> None:  # noqa: F811 - run as nobody so that chmod 000 means something
-            os.setgid(65534)
-            os.setuid(65534)
-    return subprocess.run([sys.executable, "-m", "embtune", *argv], capture_output=True, text=True, env=env,
-                          cwd=cwd, preexec_fn=drop, timeout=180)
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: chmod 000 cannot be tested")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    return subprocess.run([*prefix, sys.executable, "-m", "embtune", *argv], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=180)
 
 
 @pytest.fixture
-def world_readable(model_dir):
-    """A folder every user can enter, holding a copy of the model, data and a recipe."""
-    import shutil
-
-    root = Path(tempfile.mkdtemp(prefix="embtune-perm-"))
-    os.chmod(root, 0o777)
+def world_readable(model_dir, tmp_path):
+    """A copy of the model, data and a recipe that the test may make unreadable."""
+    root = tmp_path / "perm"
     shutil.copytree(model_dir, root / "model")
     (root / "data.csv").write_text(GOOD_CSV)
     (root / "in.txt").write_text("the cat\na dog\n")
     write_recipe(root, root / "model", root / "data.csv")
-    for path in [root, *root.rglob("*")]:
-        os.chmod(path, 0o777 if path.is_dir() else 0o666)
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 @pytest.mark.slow
