@@ -112,7 +112,7 @@ _FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(Heal
 RECIPE_KEYS = [
     "args.learning_rate", "args.max_steps", "args.per_device_train_batch_size", "args.save_strategy",
     "args.output_dir", "args.warmup_ratio", "args.lr_scheduler_type", "args.batch_sampler", "args.seed",
-    "args.eval_strategy", "args.overwrite_output_dir", "args.cache_dir", "model.name", "model.max_seq_length",
+    "args.eval_strategy", "args.overwrite_output_dir", "model.name", "model.max_seq_length",
     "model.pooling", "datasets.0.path", "datasets.0.loss", "datasets.0.columns", "datasets.0.columns.anchor",
     "datasets.0.template", "datasets.0.prompt", "datasets.0.max_rows", "datasets.0.format", "eval",
 ]
