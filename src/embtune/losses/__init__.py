@@ -54,7 +54,8 @@ _LOSS_ATTRS = ("required_roles", "max_negatives", "label", "citation", "config")
 
 def _is_loss_class(obj: object) -> bool:
     """A class with the Loss interface (roles, labels, citation, ``config`` and ``__call__``)."""
-    return all(hasattr(obj, attr) for attr in _LOSS_ATTRS) and callable(getattr(obj, "__call__", None))
+    defines_call = any("__call__" in vars(k) for k in getattr(obj, "__mro__", ())[:-1])  # not object's
+    return all(hasattr(obj, attr) for attr in _LOSS_ATTRS) and defines_call
 
 
 def _lookup(name: str, allow_custom_code: bool | None = None) -> type:

@@ -16,7 +16,6 @@ import math
 import os
 import types
 import typing
-from pathlib import Path
 from typing import Any, Union
 
 from ..errors import EmbtuneError
