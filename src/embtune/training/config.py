@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.sources import dataset_name
 from ..errors import EmbtuneError
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -302,7 +303,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.datasets:
             raise EmbtuneError("datasets: at least one training dataset is needed")
-        names = [d.name or d.path for d in self.datasets]
+        names = [dataset_name(d.path, d.name) for d in self.datasets]
         if len(set(names)) != len(names):
             raise EmbtuneError(f"datasets: names must be distinct, got {names}; set `name:` on each dataset")
         a = self.args
