@@ -75,8 +75,8 @@ class DatasetCfg:
     """One training dataset and the loss trained on it.
 
     Args:
-        path: csv / tsv / jsonl / parquet file, a saved ``datasets`` folder (``folder:split``), or
-            ``synthetic:<file>`` for embtune's generated dataset (``synthetic:pairs_train.jsonl``).
+        path: csv / tsv / jsonl / parquet file or a saved ``datasets`` folder (``folder:split``); a relative path is
+            relative to the recipe file when it comes from one (``data/pairs_train.jsonl``).
         name: name in logs and model cards (default: the file name).
         format: file format when the extension does not say it.
         columns: the column roles.
@@ -98,7 +98,7 @@ class DatasetCfg:
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise EmbtuneError("datasets[].path: every dataset needs a path (a data file or synthetic:<file>)")
+            raise EmbtuneError("datasets[].path: every dataset needs a path (a data file or a saved dataset folder)")
         if self.max_rows is not None and self.max_rows < 1:
             raise EmbtuneError(f"datasets[].max_rows must be at least 1, got {self.max_rows}")
 
