@@ -1,4 +1,7 @@
-"""Read a training table from disk: the one module that knows file formats.
+"""Read a table (or a plain text file) from disk: the one module that reads data files.
+
+``embtune train``, ``embtune eval`` and ``embtune encode`` all read through here, so the same file gets the
+same answer (and the same error) from every command.
 
 Supported: CSV (``.csv``), TSV (``.tsv``/``.tab``), JSON lines (``.jsonl``/``.ndjson``, and ``.json`` holding
 one object per line), Parquet (``.parquet``/``.pq``) and folders written by ``datasets``'
@@ -119,6 +122,20 @@ def _as_text(path: Path, dataset: datasets.Dataset, columns: tuple[str, ...]) ->
                 raise EmbtuneError(f"{path}: column {name!r} must hold text or numbers; fix the values") from None
             table = table.set_column(table.schema.get_field_index(name), name, column)
     return datasets.Dataset(table)
+
+
+def load_lines(path: str | os.PathLike[str]) -> list[str]:
+    """The non-blank lines of a plain text file (one text per line), with ``load_table``'s file checks.
+
+    A UTF-8 byte-order mark is dropped, as for tables; an empty file and bytes that are not UTF-8 give the
+    same one-line errors as a CSV file does.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EmbtuneError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
+    _check_not_empty(path)
+    _check_utf8(path)
+    return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -469,4 +486,4 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-__all__ = ["FORMATS", "dataset_name", "file_fingerprint", "load_table", "split_path"]
+__all__ = ["FORMATS", "dataset_name", "file_fingerprint", "load_lines", "load_table", "split_path"]
