@@ -40,7 +40,7 @@ test: $(VENV)/.dev
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench recipes
 
 bench: $(VENV)/.dev
 	$(PY) bench/encode.py

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # catalogue.py and seed_shapes.py sit next to this file
 
 from catalogue import catalogue_files  # noqa: E402
 from seed_shapes import seed_files  # noqa: E402
@@ -26,7 +26,10 @@ def all_files(seed: int = 0) -> dict[str, list[dict]]:
     return {**catalogue_files(seed=seed), **seed_files(seed=seed)}
 
 
-def write_all(folder: str | os.PathLike[str] = Path(__file__).resolve().parent, seed: int = 0) -> dict[str, Path]:
+HERE = Path(__file__).resolve().parent
+
+
+def write_all(folder: str | os.PathLike[str] = HERE, seed: int = 0) -> dict[str, Path]:
     """Write every file into ``folder`` as JSON lines; return file name -> path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

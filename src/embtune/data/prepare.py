@@ -25,8 +25,8 @@ from ..errors import EmbtuneError
 from ..roles import NeedsRoles
 from ..utils.atomic import atomic_dir
 from .columns import ColumnRoles, check_columns, check_roles_for
-from .render import PerRole, check_per_role, column_kind, for_role, render_column
 from .hashing import hash_texts
+from .render import PerRole, check_per_role, column_kind, for_role, render_column
 from .sources import dataset_name, file_fingerprint, load_table, split_path
 from .validate import (
     check_texts,
