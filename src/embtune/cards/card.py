@@ -42,6 +42,22 @@ WIDGET_EXAMPLES = 5
 SIMILARITY_NAMES = {"cosine": "Cosine Similarity", "dot": "Dot Product", "euclidean": "Euclidean Distance",
                     "manhattan": "Manhattan Distance"}
 SBERT_DOCS = "https://sbert.net/docs/package_reference/sentence_transformer"
+SNIPPET = """{import_line}
+
+# {where}
+model = {load}
+# Run inference
+sentences = [
+{sentences}
+]
+embeddings = model.encode(sentences)
+print(embeddings.shape)
+# [{n}, {dim}]
+
+# Get the similarity scores for the embeddings
+similarities = model.similarity(embeddings, embeddings)
+print(similarities.shape)
+# [{n}, {n}]"""
 SBERT_CITATION = """@inproceedings{reimers-2019-sentence-bert,
     title = "Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks",
     author = "Reimers, Nils and Gurevych, Iryna",
@@ -137,27 +153,22 @@ def front_matter(info: RunInfo) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def inference_code(info: RunInfo, library: str) -> Markup:
-    """The usage snippet for ``library`` ("sentence-transformers" or "embtune"), with the card's sentences."""
+def inference_code(info: RunInfo, import_line: str, loader: str) -> Markup:
+    """The usage snippet: load the model with ``loader`` (e.g. ``SentenceTransformer``) and embed 3 sentences."""
     model_id = info.model_id or PLACEHOLDER_ID
-    where = "Download from the 🤗 Hub" if info.model_id is None or HUB_ID.match(model_id) else \
-        "Load the model from its folder"
-    load = f"SentenceTransformer({json.dumps(model_id, ensure_ascii=False)})" if library != "embtune" else \
-        f"EmbeddingModel.load({json.dumps(model_id, ensure_ascii=False)})"
+    hub = info.model_id is None or HUB_ID.match(model_id)
     examples = widget_examples(info)
     sentences = [examples[0]["source_sentence"], *examples[0]["sentences"][:2]] if examples else []
     sentences = sentences if len(sentences) == 3 else DEFAULT_SENTENCES
-    n, dim = len(sentences), info.embedding_dim or "embedding_dim"
-    lines = [
-        "from embtune import EmbeddingModel" if library == "embtune" else
-        "from sentence_transformers import SentenceTransformer",
-        "", f"# {where}", f"model = {load}", "# Run inference", "sentences = [",
-        *(f"    {s!r}," for s in sentences),
-        "]", "embeddings = model.encode(sentences)", "print(embeddings.shape)", f"# [{n}, {dim}]", "",
-        "# Get the similarity scores for the embeddings",
-        "similarities = model.similarity(embeddings, embeddings)", "print(similarities.shape)", f"# [{n}, {n}]",
-    ]
-    return md.code_block("\n".join(lines), "python")
+    code = SNIPPET.format(
+        import_line=import_line,
+        where="Download from the 🤗 Hub" if hub else "Load the model from its folder",
+        load=f"{loader}({json.dumps(model_id, ensure_ascii=False)})",
+        sentences="\n".join(f"    {s!r}," for s in sentences),
+        n=len(sentences),
+        dim=info.embedding_dim or "embedding_dim",
+    )
+    return md.code_block(code, "python")
 
 
 def metrics_table(evaluation: EvalInfo) -> Markup:
@@ -186,8 +197,8 @@ def evaluator_link(evaluation: EvalInfo) -> Markup:
     cls = evaluation.evaluator_class
     if not cls:
         return Markup("an embtune evaluator")
-    return Markup(f"[<code>{md.escape(cls)}</code>]({SBERT_DOCS}/evaluation.html#sentence_transformers."
-                  f"evaluation.{md.escape(cls)}) (embtune's implementation)")
+    url = f"{SBERT_DOCS}/evaluation.html#sentence_transformers.evaluation.{md.escape(cls)}"
+    return Markup(f"[{md.code(cls)}]({url}) (embtune's implementation)")
 
 
 def statistics_table(dataset: DatasetInfo) -> Markup:
@@ -216,7 +227,7 @@ def loss_line(dataset: DatasetInfo) -> Markup:
     if dataset.loss is None:
         return Markup("* Loss: *not recorded*")
     name = dataset.loss.name
-    label = f"<code>{md.escape(name)}</code>"
+    label = md.code(name)
     known = {getattr(cls, "name", None) for cls in LOSSES.values()}
     link = f"[{label}]({SBERT_DOCS}/losses.html#{md.escape(name.lower())})" if name in known else label
     if dataset.loss.config is None:
@@ -248,7 +259,8 @@ def render_card(info: RunInfo) -> str:
     return _ENV.get_template("template.md.j2").render(
         info=info, front_matter=Markup(front_matter(info)), title=model_name(info), base_link=base_link(info),
         similarity=SIMILARITY_NAMES.get(info.similarity_fn_name or "", info.similarity_fn_name),
-        st_code=inference_code(info, "sentence-transformers"), embtune_code=inference_code(info, "embtune"),
+        st_code=inference_code(info, "from sentence_transformers import SentenceTransformer", "SentenceTransformer"),
+        embtune_code=inference_code(info, "from embtune import EmbeddingModel", "EmbeddingModel.load"),
         logs=logs, logs_why=why, sbert_citation=SBERT_CITATION, statistics_rows=STATISTICS_ROWS,
     )
 
