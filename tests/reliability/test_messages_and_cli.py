@@ -89,8 +89,8 @@ def test_similarity_refuses_texts_that_mean_nothing(model_dir, capsys, a, b, fra
 
 @pytest.mark.parametrize(("content", "fragments"), [
     (b"the cat\nthe \x00dog\n", ("in.txt", "line 2", "NUL byte", "UTF-16")),
-    ("the cat\nthe dog\n".encode("utf-16-le"), ("in.txt", "line 1", "NUL byte", "UTF-16")),
-    ("the cat\nthe dog\n".encode("utf-16"), ("in.txt", "line 1", "not valid UTF-8", "UTF-16 byte-order mark")),
+    ("the cat\nthe dog\n".encode("utf-16-le"), ("in.txt", "UTF-16 without a byte-order mark", "re-save")),
+    ("the cat\nthe dog\n".encode("utf-16"), ("in.txt", "UTF-16", "byte-order mark", "re-save the file as UTF-8")),
 ])
 def test_encode_txt_with_nul_bytes_or_utf16_is_refused(model_dir, tmp_path, capsys, content, fragments):
     (tmp_path / "in.txt").write_bytes(content)

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from ..data.sources import split_path
-from ..data.synthetic import PREFIX
 from ..errors import EmbtuneError
 from ..losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss, build_loss
 from ..utils.paths import check_output_dir, expand, input_path
@@ -50,13 +49,13 @@ def _preflight(config: TrainConfig, recipe: Path | None) -> None:
         _check_in_batch(loss, d, i, config.args.per_device_train_batch_size)
         for key in ("path", "eval_path"):
             value = getattr(d, key)
-            if value and not value.startswith(PREFIX):
+            if value:
                 setattr(d, key, _expanded(value))
                 path = split_path(getattr(d, key))[0]
                 input_path(path, "data file", key=f"datasets[{i}].{key}")
                 protected.append(("the data file", path))
     for i, e in enumerate(config.eval.evaluators):
-        if not e.path.startswith(PREFIX):
+        if e.path:
             e.path = _expanded(e.path)
             path = split_path(e.path)[0]
             input_path(path, "evaluation file", key=f"eval.evaluators[{i}].path")

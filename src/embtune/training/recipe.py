@@ -6,6 +6,10 @@
 
 Unknown keys are errors with a did-you-mean and the dotted path (``args.lerning_rate``); a value of the wrong
 type names the key, the expected type and the value; every message starts with the recipe file.
+
+Relative data paths in the file (``datasets[].path``, ``datasets[].eval_path``, ``eval.evaluators[].path``)
+are relative to the recipe file, so a recipe and its data folder move together; paths given as overrides on
+the command line, and ``args.output_dir``, are relative to the current directory.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import math
 import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Union
 
 from ..errors import EmbtuneError
-from ..utils.paths import input_path, os_error
+from ..utils.paths import expand, input_path, os_error
 from ..utils.safe_yaml import MAX_BYTES, YamlSyntaxError, bool_hint, check_size, load_yaml
 from .config import LossCfg, TrainConfig
 
@@ -48,6 +53,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         raise EmbtuneError(f"{path}: a recipe is a mapping with model, datasets, eval and args")
     try:
         _check_tree(raw, "")
+        _relative_to(raw, path.parent)
         for item in overrides:
             apply_override(raw, item)
         check_size(raw)
@@ -56,6 +62,22 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         raise EmbtuneError(f"{path}: {exc}") from None
     config.recipe_path = path  # type: ignore[attr-defined]  # preflight keeps output_dir from deleting it
     return config
+
+
+def _relative_to(raw: dict[str, Any], folder: Path) -> None:
+    """Rewrite the relative data paths of a recipe file as paths from ``folder`` (the recipe's own)."""
+    def items(node: Any) -> list[dict[str, Any]]:  # wrong shapes are reported later, by from_dict
+        return [d for d in node if isinstance(d, dict)] if isinstance(node, list) else []
+
+    evaluation = raw.get("eval")
+    evaluators = items(evaluation.get("evaluators")) if isinstance(evaluation, dict) else []
+    groups = [(d, ("path", "eval_path")) for d in items(raw.get("datasets"))] + [(e, ("path",)) for e in evaluators]
+    for group, keys in groups:
+        for key in keys:
+            value = group.get(key)
+            if isinstance(value, str) and value:
+                value = str(expand(value))  # "~/data.csv" is the user's home, never <recipe folder>/~
+                group[key] = value if Path(value).is_absolute() else str(folder / value)
 
 
 def config_from_dict(raw: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:
