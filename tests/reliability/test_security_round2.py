@@ -43,6 +43,13 @@ def test_an_override_naming_python_code_runs_nothing(model_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_loss_name_override_is_refused_with_one_line_and_nothing_runs(model_dir, tmp_path, capsys):
+    recipe = _recipe(tmp_path, model_dir)  # `loss: mnrl` (a name): the override still reaches loss.name
+    code = main(["train", str(recipe), "datasets.0.loss.name=os:system", "datasets.0.loss.command=touch PWNED"])
+    assert_one_line_error(code, capsys.readouterr().err, "datasets[0].loss", "'os:system'", "never imports")
+    assert not (tmp_path / "out").exists() and not Path("PWNED").exists()
+
+
 def test_custom_code_opt_in_accepts_only_loss_classes(model_dir, tmp_path, capsys):
     marker = tmp_path / "PWNED"
     bad = _recipe(tmp_path, model_dir, loss={"name": "os:system", "command": f"touch {marker}"})

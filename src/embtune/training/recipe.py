@@ -129,6 +129,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if isinstance(node, list):
             node = node[_index(part, node, here)]
         else:
+            if part == "loss" and isinstance(node.get(part), str):  # `loss: mnrl` is `loss: {name: mnrl}`
+                node[part] = {"name": node[part]}
             node = node.setdefault(part, {})
         if not isinstance(node, dict | list):
             raise EmbtuneError(f"override {item!r}: {here} is a value, not a group")
