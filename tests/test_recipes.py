@@ -23,8 +23,16 @@ def test_recipe_loads_and_builds_its_losses(path, tmp_path):
     cfg = load_recipe(path)
     synthetic = set(write_synthetic(tmp_path)) | set(write_seed_data(tmp_path / "seeds"))
     for dataset in cfg.datasets:
-        loss = build_loss(dataset.loss.name, **dataset.loss.params)
-        assert loss.config() is not None
+        params = dataset.loss.params
+        loss = build_loss(dataset.loss.name, **params)
+        shown = loss.config()  # what the model card prints: every recipe parameter, with the recipe's value
+        assert set(params) <= set(shown), (set(params), shown)
+        for key, value in params.items():
+            if isinstance(value, str):  # names are shown canonically ('euclidean' -> TripletDistanceMetric...)
+                assert build_loss(dataset.loss.name, **{**params, key: shown[key]}).config() == shown, key
+            else:
+                assert shown[key] == value, key
+        assert build_loss(dataset.loss.name, **shown).config() == shown  # the card's config rebuilds the loss
         for p in (dataset.path, dataset.eval_path):
             if p and p.startswith(PREFIX):
                 assert p[len(PREFIX):] in synthetic

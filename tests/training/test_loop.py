@@ -7,6 +7,8 @@ import json
 import torch
 
 from embtune import EmbeddingModel
+from embtune.losses import build_loss
+from embtune.training.build import build_model
 from embtune.training.checkpoint import list_checkpoints
 from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict
@@ -39,6 +41,41 @@ def test_loss_goes_down_on_an_easy_dataset(tiny_bert_dir, pairs_file, tmp_path, 
     rows = [json.loads(x) for x in (train(config_from_dict(cfg)).log_path).read_text().splitlines()]
     losses = [r["loss"] for r in rows]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_one_step_is_adamw_along_the_training_batch_gradient(tiny_nodropout_dir, pairs_file, tmp_path,
+                                                             config_factory):
+    # The whole 4-row file is the one batch; MNRL's mean loss does not depend on the row order. AdamW's
+    # first step moves each weight by -lr * g / (|g| + eps) (bias-corrected moments), whatever the clipping.
+    data = tmp_path / "four.jsonl"
+    data.write_text("".join(pairs_file.read_text().splitlines(keepends=True)[:4]), encoding="utf-8")
+    lr = 1e-3
+    cfg = config_from_dict(config_factory(tiny_nodropout_dir, data, tmp_path / "run", max_steps=1, learning_rate=lr,
+                                          save_strategy="no", lr_scheduler_type="constant", weight_decay=0.0))
+    base = build_model(cfg.model)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    loss_fn = build_loss("mnrl")
+
+    def loss_of(model):
+        return loss_fn({role: model(model.tokenize([r[role] for r in rows])) for role in ("anchor", "positive")}, None)
+
+    base.train()
+    before = loss_of(base)
+    before.backward()
+    grads = {n: p.grad for n, p in base.named_parameters()}
+    trained = EmbeddingModel.load(train(cfg).model_path)
+    trained.train()
+    moved = 0
+    for name, p in trained.named_parameters():
+        delta, g = (p - dict(base.named_parameters())[name]).detach(), grads[name]
+        if g is None or not g.abs().gt(0).any():  # e.g. the unused pooler head: AdamW leaves it alone
+            assert torch.equal(delta, torch.zeros_like(delta)), name
+            continue
+        torch.testing.assert_close(delta, -lr * g / (g.abs() + 1e-8), atol=2e-6, rtol=1e-3, msg=name)
+        moved += 1
+    assert moved > 10
+    with torch.no_grad():
+        assert float(loss_of(trained)) < float(before)  # and the loss on the training batch went down
 
 
 def test_multi_dataset_round_robin_with_two_losses(tiny_bert_dir, pairs_file, tmp_path, config_factory):
