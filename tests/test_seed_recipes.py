@@ -214,4 +214,8 @@ def test_a_seed_recipe_runs_on_the_bundled_model(minilm_dir, tmp_path):
     quick = ["model.max_seq_length=16", "args.per_device_train_batch_size=8"]
     metrics, card = _run("002", tmp_path / "out", quick)
     assert "sentence-transformers/all-MiniLM-L6-v2" in card.split("\n# ", 1)[1].splitlines()[0]
-    assert metrics["final"]["eval_test-triplet-evaluation_max_accuracy"] > 0.5
+    key = "eval_test-triplet-evaluation_max_accuracy"
+    # 0.5 is chance, and the pretrained base model already gets about 0.94 here: the evaluation must see the
+    # pretrained weights (not a fresh init), and two steps at the seed's learning rate must not lose them.
+    assert metrics["base"][key] >= 0.85, metrics["base"]
+    assert metrics["final"][key] >= metrics["base"][key], (metrics["base"], metrics["final"])
