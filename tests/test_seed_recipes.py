@@ -172,12 +172,14 @@ def quick_runs(tiny_bert_dir, tmp_path_factory) -> dict[str, tuple[dict, str]]:
     return {seed: _run(seed, tmp_path_factory.mktemp(f"seed{seed}") / "out", model) for seed in SEED_RECIPES}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["000", "003", "004"])
 def test_card_headings_match_the_seed(seed, quick_runs):
     expected = _normalized(parse_headings(read_seed(seed)))
     assert _normalized(parse_headings(quick_runs[seed][1])) == expected
 
 
+@pytest.mark.slow
 def test_card_headings_match_seed_001_but_for_the_final_log_row(quick_runs):
     expected = _normalized(parse_headings(read_seed("001")))
     ours = _normalized(parse_headings(quick_runs["001"][1]))
@@ -187,12 +189,14 @@ def test_card_headings_match_seed_001_but_for_the_final_log_row(quick_runs):
     assert ours[:i] + ours[i + 1 :] == expected
 
 
+@pytest.mark.slow
 def test_card_headings_match_flattened_seed_002_as_prefix(quick_runs):
     expected = _normalized(parse_headings(read_seed("002"), comments=False))
     ours = _normalized(parse_headings(quick_runs["002"][1], comments=False))
     assert ours[: len(expected)] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", sorted(SEED_RECIPES))
 def test_card_losses_match_the_seed(seed, quick_runs):
     seed_card, card = read_seed(seed), quick_runs[seed][1]
@@ -200,6 +204,7 @@ def test_card_losses_match_the_seed(seed, quick_runs):
     assert _loss_blocks(card) == _loss_blocks(seed_card)
 
 
+@pytest.mark.slow
 def test_runs_report_base_and_final_metrics(quick_runs):
     base, final = quick_runs["000"][0]["base"], quick_runs["000"][0]["final"]
     assert {"eval_loss"} <= set(base) & set(final)  # the seed's validation loss
@@ -210,6 +215,7 @@ def test_runs_report_base_and_final_metrics(quick_runs):
     assert "| dict " in quick_runs["003"][1].replace("<code>", "").replace("</code>", "")  # record columns
 
 
+@pytest.mark.slow
 def test_a_seed_recipe_runs_on_the_bundled_model(minilm_dir, tmp_path):
     quick = ["model.max_seq_length=16", "args.per_device_train_batch_size=8"]
     metrics, card = _run("002", tmp_path / "out", quick)

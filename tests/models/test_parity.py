@@ -12,6 +12,8 @@ from embtune.models.embedding_model import EmbeddingModel
 
 st = pytest.importorskip("sentence_transformers")
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 
 def varied_texts() -> list[str]:
     base = [

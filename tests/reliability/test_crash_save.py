@@ -28,6 +28,8 @@ import os, sys, time
 from embtune.models import st_format
 from embtune.models.embedding_model import EmbeddingModel
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 model = EmbeddingModel.from_transformer(sys.argv[1], dense_dim=400_000, normalize=True)
 if os.environ.get("HOOK") == "1":
     real = st_format.save_modules

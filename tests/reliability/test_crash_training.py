@@ -44,6 +44,8 @@ def marked(target, *args, **kwargs):
 
 loop.atomic_dir = checkpoint.atomic_dir = marked
 from embtune.training.recipe import config_from_dict
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
 print("ready", flush=True)
 loop.train(config_from_dict(json.loads(sys.argv[1])))
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import torch
@@ -14,6 +16,7 @@ from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict
 
 
+@pytest.mark.slow
 def test_six_step_run_writes_model_checkpoints_and_log(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     out = tmp_path / "run"
     result = train(config_from_dict(config_factory(tiny_bert_dir, pairs_file, out)))
@@ -35,6 +38,7 @@ def test_six_step_run_writes_model_checkpoints_and_log(tiny_bert_dir, pairs_file
         assert torch.equal(p, final[name]), name
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_an_easy_dataset(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     cfg = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=36, logging_steps=12,
                          save_strategy="no", per_device_train_batch_size=8, lr_scheduler_type="constant")
@@ -81,13 +85,14 @@ def test_one_step_is_adamw_along_the_training_batch_gradient(tiny_nodropout_dir,
         assert float(loss_of(trained)) < float(before)  # and the loss on the training batch went down
 
 
+@pytest.mark.slow
 def test_multi_dataset_round_robin_with_two_losses(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     # the scored dataset is learnable: a row's own paraphrase scores 1, the next row's paraphrase 0
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
     scored = tmp_path / "scored.jsonl"
     scored.write_text("".join(
         json.dumps({"anchor": r["anchor"], "positive": p["positive"], "score": s})
-        for r, nxt in zip(rows, rows[1:] + rows[:1]) for p, s in ((r, 1.0), (nxt, 0.0))
+        for r, nxt in zip(rows, rows[1:] + rows[:1], strict=True) for p, s in ((r, 1.0), (nxt, 0.0))
     ), encoding="utf-8")
     cfg = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=4, logging_steps=1,
                          save_strategy="no", multi_dataset_batch_sampler="round_robin")
@@ -107,6 +112,7 @@ def test_multi_dataset_round_robin_with_two_losses(tiny_bert_dir, pairs_file, tm
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_and_epoch_strategies(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     cfg = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=-1, num_train_epochs=2,
                          per_device_train_batch_size=8, gradient_accumulation_steps=2, logging_steps=1,
@@ -117,6 +123,7 @@ def test_gradient_accumulation_and_epoch_strategies(tiny_bert_dir, pairs_file, t
     assert [p.name for p in list_checkpoints(result.model_path)] == ["checkpoint-6"]
 
 
+@pytest.mark.slow
 def test_final_evaluator_metrics_come_from_the_trained_weights(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     # Evaluators encode through the bf16 weight copy; it must follow every optimizer step (fused AdamW
     # updates weights without bumping their version counters), so the final metrics differ from the base ones
