@@ -51,6 +51,7 @@ class BinaryClassificationEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Binary Classification"  # the "#### Binary Classification" section of the model card (as sentence-transformers)
     # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
     file_columns: ClassVar[dict[str, str]] = {"sentences1": "sentence1", "sentences2": "sentence2", "labels": "label"}
 

@@ -60,6 +60,7 @@ class InformationRetrievalEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Information Retrieval"  # the "#### Information Retrieval" section of the model card (as sentence-transformers)
     # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
     file_columns: ClassVar[dict[str, str]] = {"query": "query", "positive": "positive"}
 

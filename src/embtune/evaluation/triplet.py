@@ -46,6 +46,7 @@ class TripletEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Triplet"  # the "#### Triplet" section of the model card (as sentence-transformers)
     # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
     file_columns: ClassVar[dict[str, str]] = {"anchors": "anchor", "positives": "positive", "negatives": "negative"}
 

@@ -26,6 +26,9 @@ class TrainSampler(Protocol):
 
     def __len__(self) -> int: ...
 
+    @property
+    def batches_done(self) -> int: ...  # batches yielded so far in the current epoch
+
     def set_epoch(self, epoch: int) -> None: ...
 
     def state_dict(self) -> dict[str, Any]: ...

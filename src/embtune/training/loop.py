@@ -44,7 +44,7 @@ from .config import TrainArgs, TrainConfig
 from .context import Run
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
-from .run_info import build_run_info, write_card
+from .run_info import write_card
 
 LOG_FILE = "training_log.jsonl"
 PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
@@ -82,7 +82,6 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
     model = build_model(config.model, resume_from).to(device)
-    base_model_id = config.model.name
     if args.gradient_checkpointing:
         model.transformer.auto_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}  # works with DDP and several forwards
@@ -142,7 +141,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         for ds_index, rows in sampler:
             d = data[ds_index]
             batch = collate(d.train, rows).to(device)  # Arrow take + numpy padding: no per-row Python
-            done = sampler.state_dict()["batches_done"]
+            done = sampler.batches_done
             boundary = done % accum == 0 or done == n_batches  # last batch of an accumulation window
             window.add(_forward_backward(run, d.loss, batch, 1.0 / accum, sync=boundary), len(batch) * world)
             if not boundary:
@@ -156,7 +155,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
             _eval_and_save(run, "steps", epoch, window)
             if state.step >= total_steps:
                 break
-        if sampler.state_dict()["batches_done"] >= n_batches:  # the epoch is complete
+        if sampler.batches_done >= n_batches:  # the epoch is complete
             state.epoch += 1
             sampler.set_epoch(state.epoch)
             _eval_and_save(run, "epoch", state.epoch, window)
@@ -179,12 +178,10 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
             "best_metric": state.best_metric,
             "best_checkpoint": state.best_checkpoint,
         }
-        info = build_run_info(base_model_id, model, data, evaluators, state.base_metrics, final, args,
-                              state.log, state.best_checkpoint)  # HOOK: the model card's input
         model.eval()
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
-            write_card(info, tmp)  # README.md via embtune.cards, when available
+            write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
     dist.shutdown()
     return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
 
