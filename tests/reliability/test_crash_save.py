@@ -21,14 +21,14 @@ from embtune.errors import EmbtuneError
 from embtune.models.embedding_model import EmbeddingModel
 from embtune.utils import atomic
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 # Saves a model with a large Dense layer (32 x 400k floats = 51 MB) over TARGET. With HOOK=1 it stops for
 # good right after the transformer files are written (a deterministic "killed mid-write").
 CHILD = """
 import os, sys, time
 from embtune.models import st_format
 from embtune.models.embedding_model import EmbeddingModel
-
-pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
 
 model = EmbeddingModel.from_transformer(sys.argv[1], dense_dim=400_000, normalize=True)
 if os.environ.get("HOOK") == "1":

@@ -15,12 +15,12 @@ from embtune import EmbeddingModel
 from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 CHILD = """
 import json, sys
 from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict
-
-pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
 train(config_from_dict(json.loads(sys.argv[1])))
 """
 
