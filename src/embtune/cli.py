@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="the recipe file, e.g. recipes/pairs_mnrl.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values, e.g. args.max_steps=10")
     p.add_argument("--json", action="store_true", help="print all run metrics as JSON")
+    p.add_argument("--resume-force", action="store_true",
+                   help="resume even though the data, loss or learning-rate schedule changed (warns)")
 
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
@@ -172,7 +174,7 @@ def cmd_train(args) -> int:
     from .training.loop import train
     from .training.recipe import load_recipe
 
-    result = train(load_recipe(args.recipe, args.overrides))
+    result = train(load_recipe(args.recipe, args.overrides), resume_force=args.resume_force)
     if result.metrics:  # rank 0 only
         if args.json:
             print(json.dumps(result.metrics, indent=2, default=str))

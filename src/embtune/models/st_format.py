@@ -126,7 +126,25 @@ def load_modules(
             steps.append(Normalize())
     if transformer is None:
         raise EmbtuneError(f"{folder / 'modules.json'}: no Transformer module; this is not a text embedding model")
+    check_dimensions(transformer, steps, [folder / str(e.get("path", "")) for e in entries
+                                          if _module_kind(e.get("type"), folder) != "Transformer"])
     return transformer, steps, st_config
+
+
+def check_dimensions(transformer: Transformer, steps: list, paths: list[Path]) -> None:
+    """A Dense must take the size the module before it gives (pooling: the encoder's hidden size per mode).
+    A mismatch would load fine and fail at the first encode, or mid-training."""
+    size, source = transformer.hidden_size, "the encoder"
+    for step, path in zip(steps, paths):
+        if isinstance(step, Pooling):
+            size, source = transformer.hidden_size * len(step.modes), path.name
+        elif isinstance(step, Dense):
+            if step.in_features != size:
+                raise EmbtuneError(
+                    f"{path / 'config.json'}: in_features is {step.in_features} but {source} outputs {size} "
+                    "features; the modules do not fit together, restore this Dense module from the original model"
+                )
+            size, source = step.out_features, path.name
 
 
 def _config(path: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +36,18 @@ from ..models.embedding_model import EmbeddingModel
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
-from ..utils.seed import get_rng_state, seed_everything, set_rng_state
+from ..utils.seed import get_rng_state, seed_everything
 from . import checkpoint as ckpt
+from . import guards
 from .build import TrainData, build_evaluators, build_model, build_sampler, eval_batches, prepare_data
 from .config import TrainArgs, TrainConfig
+from .fingerprint import apply_new_schedule, check_resume, run_fingerprint
+from .lock import output_lock
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
+from .rollback import LOG_FILE, FreshStart, undo_on_failure
 from .run_info import build_run_info, write_card
 
-LOG_FILE = "training_log.jsonl"
 PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
 
 
@@ -57,13 +60,31 @@ class TrainResult:
     log_path: Path
 
 
-def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, read top to bottom (STYLE §4)
+def train(config: TrainConfig, *, resume_force: bool = False) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.datasets``; write the model, checkpoints and log to ``args.output_dir``.
 
     Launch with ``torchrun --nproc_per_node=N -m embtune train recipe.yaml`` for DDP: every rank trains on
     its slice of each global batch, embeddings are gathered so each loss sees the whole global batch,
     and only rank 0 evaluates and writes files.
+
+    The output folder is locked for the whole run (a second run into it fails at once, naming this one's
+    pid), and a run that fails before its first checkpoint leaves the folder as it found it. A resume
+    refuses a checkpoint trained on other data, loss or schedule unless ``resume_force=True``
+    (``embtune train --resume-force``), which only warns.
     """
+    writes = (dist.rank() if dist.is_distributed() else int(os.environ.get("RANK", "0"))) == 0  # rank 0 writes
+    start = FreshStart(config.args.output_dir)
+    if writes:
+        try:
+            start.make_parent()
+        except OSError as exc:
+            raise EmbtuneError(f"{config.args.output_dir}: cannot create its parent folder ({exc.strerror or exc}); "
+                               "choose an output_dir in a folder you can write to") from None
+    with output_lock(config.args.output_dir, enabled=writes), undo_on_failure(start, enabled=writes):
+        return _train(config, start, resume_force)
+
+
+def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainResult:  # noqa: C901 - the one loop (STYLE §4)
     args = config.args
     started = time.perf_counter()
 
@@ -97,6 +118,9 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         )
     total_steps = args.total_steps(len(sampler))
     evaluators = build_evaluators(config.eval.evaluators, cache_dir, args.per_device_eval_batch_size)
+    guards.check_metric_name(args, data, evaluators)  # a misspelt metric fails now, not after the first eval
+    guards.check_first_batches(model, data, args.per_device_train_batch_size, device)
+    fingerprint = run_fingerprint(data, args, total_steps)
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)
@@ -104,20 +128,22 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
     amp_dtype = _autocast_dtype(args, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     encoder = _wrap(RoleEncoder(model), data, device)
-    state = ckpt.TrainState()
+    state = ckpt.TrainState(fingerprint=fingerprint)
     if resume_from is None and dist.is_main():
         state.base_metrics = _evaluate(model, data, evaluators, args, amp_dtype, device)
 
     # --- 4. maybe resume ------------------------------------------------------------------------------
     if resume_from is not None:
         saved = ckpt.load_checkpoint(resume_from)
-        optimizer.load_state_dict(saved.optimizer)
-        scheduler.load_state_dict(saved.scheduler)
-        if scaler is not None and saved.scaler is not None:
-            scaler.load_state_dict(saved.scaler)
+        forced = check_resume(saved.state.fingerprint, fingerprint, resume_from, resume_force)
+        ckpt.restore(saved, optimizer, scheduler, scaler, rank)  # optimizer, scheduler, scaler, RNG states
+        if forced:
+            apply_new_schedule(optimizer, scheduler, args.learning_rate)
         state = saved.state
+        state.fingerprint = fingerprint
         sampler.load_state_dict(state.sampler)
-        set_rng_state(saved.rng_states[rank if rank < len(saved.rng_states) else 0])
+    elif dist.is_main():
+        start.clear_old_run()  # overwrite_output_dir: the old run goes only now that setup has succeeded
     logger = JsonlLogger(output_dir / LOG_FILE) if dist.is_main() else None
     if logger is not None:
         logger.restart(state.log)  # drop rows a killed run wrote after its last checkpoint
@@ -141,7 +167,11 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
                        len(batch) * world)
             if not boundary:
                 continue
-            grad_norm = _optimizer_step(params, optimizer, scheduler, scaler, args.max_grad_norm, encoder)
+            try:  # a non-finite loss or gradient stops the run before the optimizer step spoils the weights
+                guards.check_finite("loss", window.loss)
+                grad_norm = _optimizer_step(params, optimizer, scheduler, scaler, args.max_grad_norm, encoder)
+            except guards.NonFinite as exc:
+                raise guards.non_finite_error(exc, state.step + 1, d.name, output_dir) from None
             state.step += 1
             progress.update(1)
             epoch = state.epoch + done / n_batches
@@ -186,6 +216,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         info = build_run_info(base_model_id, model, data, evaluators, state.base_metrics, final, args,
                               state.log, state.best_checkpoint)  # HOOK: the model card's input
         model.eval()
+        guards.check_finite_model(model, output_dir)
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
             write_card(info, tmp)  # README.md via embtune.cards, when available
@@ -218,10 +249,7 @@ def _resume_point(args: TrainArgs, output_dir: Path) -> Path | None:
             + ("set resume_from_checkpoint: last to continue it, " if resumable else "(it has no checkpoint to resume) ")
             + "set overwrite_output_dir: true to replace it, or choose another output_dir"
         )
-    if old and dist.is_main():
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        (output_dir / LOG_FILE).unlink(missing_ok=True)
-    return None
+    return None  # an old run (overwrite_output_dir) is cleared once setup has succeeded (FreshStart)
 
 
 def _autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype | None:
@@ -300,6 +328,8 @@ def _optimizer_step(
     if scaler is not None:
         scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
+    if scaler is None:  # (fp16's scaler skips steps with inf gradients by itself)
+        guards.check_finite("gradient norm", norm)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -424,18 +454,19 @@ def _save(
     state.sampler = sampler.state_dict()
     if dist.is_main():
         folder = ckpt.checkpoint_dir(output_dir, state.step)
-        if evaluated is not None:
+        if evaluated is not None and (args.metric_for_best_model or args.best_metric in evaluated):
             value = evaluated.get(args.best_metric)
             if value is None:
                 raise EmbtuneError(
                     f"metric_for_best_model {args.metric_for_best_model!r} is not among the metrics "
                     f"({', '.join(sorted(evaluated))}); pick one of them (with or without the eval_ prefix)"
                 )
-            better = state.best_metric is None or (
-                value > state.best_metric if args.best_is_greater else value < state.best_metric
-            )
+            best = state.best_metric
+            better = math.isfinite(value) and (
+                best is None or (value > best if args.best_is_greater else value < best))
             if better:
                 state.best_metric, state.best_checkpoint = float(value), str(folder)
+        guards.check_finite_model(model, folder)
         ckpt.save_checkpoint(folder, model, optimizer, scheduler, state, rng_states, scaler)
         keep = state.best_checkpoint if args.load_best_model_at_end else None
         ckpt.prune_checkpoints(output_dir, args.save_total_limit, keep=keep)
