@@ -80,7 +80,9 @@ def train(config: TrainConfig, *, resume_force: bool = False) -> TrainResult:
         except OSError as exc:
             raise EmbtuneError(f"{config.args.output_dir}: cannot create its parent folder ({exc.strerror or exc}); "
                                "choose an output_dir in a folder you can write to") from None
-    with output_lock(config.args.output_dir, enabled=writes), undo_on_failure(start, enabled=writes):
+    if not writes:
+        return _train(config, start, resume_force)
+    with undo_on_failure(start, lock=output_lock(config.args.output_dir)):
         return _train(config, start, resume_force)
 
 

@@ -45,24 +45,34 @@ class FreshStart:
 
     def undo(self) -> None:
         """After a failure: remove what this run added, unless a checkpoint makes the run resumable."""
-        if not self.output_dir.is_dir() or ckpt.find_last_checkpoint(self.output_dir) is not None:
+        if self.output_dir.is_dir() and ckpt.find_last_checkpoint(self.output_dir) is not None:
+            self.made = []  # resumable: keep everything, folders included
             return
-        for name in RUN_ENTRIES:
+        for name in RUN_ENTRIES if self.output_dir.is_dir() else ():
             path = self.output_dir / name
             if name not in self.before and path.exists():
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        for folder in self.made:  # deepest first; only folders that are empty now
+
+    def remove_made_folders(self) -> None:
+        """The folders this run created and that are empty now (after the lock file went), deepest first."""
+        for folder in self.made:
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
 
 @contextlib.contextmanager
-def undo_on_failure(start: FreshStart, enabled: bool = True) -> Iterator[FreshStart]:
-    """Run the block; on any failure (errors, Ctrl-C) call ``start.undo()`` before re-raising."""
+def undo_on_failure(start: FreshStart, lock: contextlib.AbstractContextManager) -> Iterator[FreshStart]:
+    """Hold ``lock`` for the block; on any failure (errors, Ctrl-C) undo the run's entries while still holding
+    it, then, once it is released, remove the folders the run made. Re-raises the failure."""
     try:
-        yield start
+        with lock:
+            try:
+                yield start
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    start.undo()
+                raise
     except BaseException:
-        if enabled:
-            with contextlib.suppress(Exception):
-                start.undo()
+        with contextlib.suppress(Exception):
+            start.remove_made_folders()
         raise
