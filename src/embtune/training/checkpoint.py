@@ -16,8 +16,10 @@ line. Reading back never runs a full unpickler (``torch.load(weights_only=True)`
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,8 +152,13 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     def read(name: str, kind: type, keys: tuple[str, ...] = ()) -> Any:
         # weights_only: tensors and plain containers only, never arbitrary objects (a planted pickle is refused)
         try:
-            value = torch.load(folder / name, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated zip, planted pickle, unreadable, empty: all one answer
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a planted one
+                warnings.simplefilter("ignore")
+                value = torch.load(folder / name, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise damaged(folder / name, "holds Python objects, not only tensors (refused: a checkpoint is "
+                          "never unpickled)") from None
+        except Exception as exc:  # truncated zip, unreadable, empty: all one answer
             raise damaged(folder / name, _reason(exc)) from None
         items = value if kind is list else [value]
         if not isinstance(value, kind) or not all(isinstance(v, dict) and set(keys) <= set(v) for v in items):
