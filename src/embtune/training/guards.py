@@ -108,8 +108,8 @@ def check_first_batches(model: nn.Module, data: list[Any], batch_size: int, devi
                 with torch.no_grad():
                     embeddings = {role: model(f).float() for role, f in batch.features.items()}
                     loss = d.loss(embeddings, labels)
-            except EmbtuneError:
-                raise
+            except EmbtuneError as exc:
+                raise EmbtuneError(f"dataset {d.name!r}: {exc}") from None
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                 raise EmbtuneError(
