@@ -135,7 +135,7 @@ def check_dimensions(transformer: Transformer, steps: list, paths: list[Path]) -
     """A Dense must take the size the module before it gives (pooling: the encoder's hidden size per mode).
     A mismatch would load fine and fail at the first encode, or mid-training."""
     size, source = transformer.hidden_size, "the encoder"
-    for step, path in zip(steps, paths):
+    for step, path in zip(steps, paths, strict=True):
         if isinstance(step, Pooling):
             size, source = transformer.hidden_size * len(step.modes), path.name
         elif isinstance(step, Dense):

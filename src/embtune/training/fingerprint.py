@@ -107,6 +107,7 @@ def apply_new_schedule(optimizer: Any, scheduler: Any, learning_rate: float) -> 
     """After loading a checkpoint's optimizer and scheduler (which restore the old peak learning rate), use
     ``learning_rate`` and this run's schedule from the current step on (for ``--resume-force``)."""
     scheduler.base_lrs = [float(learning_rate)] * len(optimizer.param_groups)
-    for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas):
+    for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
         group["initial_lr"] = float(learning_rate)
         group["lr"] = float(learning_rate) * lr_lambda(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
