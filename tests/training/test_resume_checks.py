@@ -4,12 +4,12 @@ settings."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_pairs
 
 from embtune.cli import main
 from embtune.errors import EmbtuneError
@@ -18,16 +18,19 @@ from embtune.training.recipe import config_from_dict
 
 COMMON = {"max_steps": 6, "save_steps": 3, "logging_steps": 1}
 
+# this folder's conftest helpers, by path (a bare `import conftest` is ambiguous when several test folders run)
+_spec = importlib.util.spec_from_file_location("training_conftest", Path(__file__).with_name("conftest.py"))
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
+
 
 @pytest.fixture(scope="module")
 def stopped_run(tiny_bert_dir, tmp_path_factory) -> tuple[Path, Path]:
     """A 6-step run interrupted right after its checkpoint at step 3: (its output folder, its data file)."""
-    from conftest import make_config
-
     import embtune.training.loop as loop
 
     root = tmp_path_factory.mktemp("resume-checks")
-    data = write_pairs(root / "pairs.jsonl", n=24)
+    data = helpers.write_pairs(root / "pairs.jsonl", n=24)
     out = root / "out"
     real = loop._save
 
@@ -38,17 +41,15 @@ def stopped_run(tiny_bert_dir, tmp_path_factory) -> tuple[Path, Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loop, "_save", save_then_stop)
         with pytest.raises(KeyboardInterrupt):
-            train(config_from_dict(make_config(tiny_bert_dir, data, out, **COMMON)))
+            train(config_from_dict(helpers.make_config(tiny_bert_dir, data, out, **COMMON)))
     assert (out / "checkpoints" / "checkpoint-3").is_dir()  # kept: the run is resumable
     return out, data
 
 
 def _resume_cfg(tiny_bert_dir, data: Path, out: Path, tmp_path: Path, loss=None, **args) -> dict:
-    from conftest import make_config
-
     copy = tmp_path / "out"
     shutil.copytree(out, copy)  # each test resumes its own copy of the stopped run
-    cfg = make_config(tiny_bert_dir, data, copy, resume_from_checkpoint="last", **{**COMMON, **args})
+    cfg = helpers.make_config(tiny_bert_dir, data, copy, resume_from_checkpoint="last", **{**COMMON, **args})
     if loss is not None:
         cfg["datasets"][0]["loss"] = loss
     return cfg

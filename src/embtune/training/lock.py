@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def output_lock(output_dir: Path | str, enabled: bool = True) -> Iterator[None]:
     try:
         fd = _acquire(path, output_dir)
     except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a filesystem without locks
+            warnings.warn(f"{path}: this filesystem cannot lock files; nothing stops a second run into "
+                          f"{output_dir}", stacklevel=3)
+            yield
+            return
         raise EmbtuneError(
             f"{path}: cannot create the output folder's lock file ({exc.strerror or exc}); choose an output_dir "
             "in a folder you can write to"
