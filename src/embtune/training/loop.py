@@ -46,7 +46,7 @@ from .lock import output_lock
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
 from .rollback import LOG_FILE, FreshStart, undo_on_failure
-from .run_info import build_run_info, write_card
+from .run_info import write_card
 
 PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
 
@@ -101,7 +101,6 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
     model = build_model(config.model, resume_from).to(device)
-    base_model_id = config.model.name
     if args.gradient_checkpointing:
         model.transformer.auto_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}  # works with DDP and several forwards
@@ -163,7 +162,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
         for ds_index, rows in sampler:
             d = data[ds_index]
             batch = collate(d.train, rows).to(device)  # Arrow take + numpy padding: no per-row Python
-            done = sampler.state_dict()["batches_done"]
+            done = sampler.batches_done
             boundary = done % accum == 0 or done == n_batches  # last batch of an accumulation window
             window.add(_forward_backward(encoder, model, d.loss, batch, 1.0 / accum, amp_dtype, scaler, boundary),
                        len(batch) * world)
@@ -187,7 +186,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
             window.start += time.perf_counter() - paused  # examples_per_s counts training time only
             if state.step >= total_steps:
                 break
-        if sampler.state_dict()["batches_done"] >= n_batches:  # the epoch is complete
+        if sampler.batches_done >= n_batches:  # the epoch is complete
             state.epoch += 1
             sampler.set_epoch(state.epoch)
             evaluated, paused = None, time.perf_counter()
@@ -215,13 +214,11 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
             "best_metric": state.best_metric,
             "best_checkpoint": state.best_checkpoint,
         }
-        info = build_run_info(base_model_id, model, data, evaluators, state.base_metrics, final, args,
-                              state.log, state.best_checkpoint)  # HOOK: the model card's input
         model.eval()
         guards.check_finite_model(model, output_dir)
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
-            write_card(info, tmp)  # README.md via embtune.cards, when available
+            write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
     dist.shutdown()
     return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
 
