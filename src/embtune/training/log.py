@@ -55,14 +55,3 @@ class JsonlLogger:
                 f"{self.path}: cannot write the training log ({exc.strerror or exc}); free some space or choose "
                 "an output_dir you can write to, then resume with resume_from_checkpoint: last"
             ) from None
-
-
-def format_row(row: dict[str, Any]) -> str:
-    """A short one-line view of a log row for the progress bar / terminal."""
-    parts = []
-    for key, value in row.items():
-        if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
-        else:
-            parts.append(f"{key}={value}")
-    return " ".join(parts)
