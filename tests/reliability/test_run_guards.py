@@ -63,6 +63,7 @@ sys.exit(main(["train", sys.argv[1]]))
 """
 
 
+@pytest.mark.slow  # two child processes and two runs: ~20-50 s on 2 shared cores
 def test_second_run_into_a_locked_folder_fails_at_once_naming_the_pid(model_dir, data_file, tmp_path):
     recipe = write_recipe(tmp_path, model_dir, data_file, args=ARGS)
     env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -186,11 +187,11 @@ def test_non_finite_gradient_stops_before_the_optimizer_step(model_dir, data_fil
     recipe = write_recipe(tmp_path, model_dir, data_file, args={**ARGS, "max_steps": 6, "save_steps": 2})
     real, calls = loop._forward_backward, []
 
-    def poisoned(encoder, model, *args, **kwargs):
-        loss = real(encoder, model, *args, **kwargs)
+    def poisoned(run, *args, **kwargs):
+        loss = real(run, *args, **kwargs)
         calls.append(1)
         if len(calls) == 3:  # step 3: a finite loss, but an inf gradient in one weight
-            next(p for p in model.parameters() if p.grad is not None).grad.fill_(math.inf)
+            next(p for p in run.model.parameters() if p.grad is not None).grad.fill_(math.inf)
         return loss
 
     monkeypatch.setattr(loop, "_forward_backward", poisoned)
@@ -205,12 +206,12 @@ def test_a_diverged_model_is_never_saved(model_dir, data_file, tmp_path, capsys,
     recipe = write_recipe(tmp_path, model_dir, data_file, args=ARGS)
     real, steps = loop._optimizer_step, []
 
-    def diverge(params, *args, **kwargs):
-        norm = real(params, *args, **kwargs)
+    def diverge(run, *args, **kwargs):
+        norm = real(run, *args, **kwargs)
         steps.append(1)
         if len(steps) == 2:  # right after step 2's update, just before its checkpoint
             with torch.no_grad():
-                params[0].fill_(math.nan)
+                next(run.model.parameters()).fill_(math.nan)
         return norm
 
     monkeypatch.setattr(loop, "_optimizer_step", diverge)
