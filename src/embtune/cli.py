@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print all run metrics as JSON")
     p.add_argument("--allow-custom-code", action="store_true",
                    help="accept package.module:Class loss names (your own code); a recipe cannot turn this on")
+    p.add_argument("--resume-force", action="store_true",
+                   help="resume even though the data, loss or learning-rate schedule changed (warns)")
 
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
@@ -191,7 +193,8 @@ def cmd_train(args) -> int:
     from .training.loop import train
     from .training.recipe import load_recipe
 
-    result = train(load_recipe(args.recipe, args.overrides), allow_custom_code=args.allow_custom_code)
+    result = train(load_recipe(args.recipe, args.overrides), allow_custom_code=args.allow_custom_code,
+                   resume_force=args.resume_force)
     if result.metrics:  # rank 0 only
         if args.json:
             print(json.dumps(result.metrics, indent=2, default=str))

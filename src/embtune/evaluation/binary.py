@@ -77,6 +77,11 @@ class BinaryClassificationEvaluator:
         self.show_progress_bar = show_progress_bar
         self.primary_metric = primary_key(name, "{fn}_ap", self.similarity_fn_names)
 
+    def metric_names(self) -> list[str]:
+        """The keys ``__call__`` returns, known without running (to validate ``metric_for_best_model``)."""
+        fns = [*self.similarity_fn_names, *(["max"] if len(self.similarity_fn_names) > 1 else [])]
+        return list(prefixed(self.name, {f"{fn}_{m}": 0.0 for fn in fns for m in METRICS}))
+
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed every distinct text once and return the metrics per similarity function (+ max)."""
         unique = list(dict.fromkeys(self.sentences1 + self.sentences2))

@@ -121,6 +121,14 @@ class InformationRetrievalEvaluator:
         """Build from :func:`load_beir` / :func:`load_retrieval_pairs` output; kwargs go to the constructor."""
         return cls(data.queries, data.corpus, data.relevant_docs, **kwargs)  # type: ignore[arg-type]
 
+    def metric_names(self) -> list[str]:
+        """The keys ``__call__`` returns, known without running (to validate ``metric_for_best_model``)."""
+        ks = self.ks
+        keys = [f"accuracy@{k}" for k in ks["accuracy"]] + [f"precision@{k}" for k in ks["precision"]]
+        keys += [f"recall@{k}" for k in ks["precision"]] + [f"ndcg@{k}" for k in ks["ndcg"]]
+        keys += [f"mrr@{k}" for k in ks["mrr"]] + [f"map@{k}" for k in ks["map"]]
+        return list(prefixed(self.name, {f"{fn}_{key}": 0.0 for fn in self.similarity_fn_names for key in keys}))
+
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed queries and corpus, rank, and return every metric for every similarity function."""
         ranked = self.rank(model)

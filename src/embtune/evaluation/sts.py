@@ -76,6 +76,11 @@ class EmbeddingSimilarityEvaluator:
         self.show_progress_bar = show_progress_bar
         self.primary_metric = primary_key(name, "spearman_{fn}", self.similarity_fn_names, self.main_similarity)
 
+    def metric_names(self) -> list[str]:
+        """The keys ``__call__`` returns, known without running (to validate ``metric_for_best_model``)."""
+        fns = [*self.similarity_fn_names, *(["max"] if len(self.similarity_fn_names) > 1 else [])]
+        return list(prefixed(self.name, {f"{m}_{fn}": 0.0 for fn in fns for m in ("pearson", "spearman")}))
+
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed both sides and return Pearson/Spearman per similarity function (+ max)."""
         e1 = encode(model, self.sentences1, self.batch_size, self.prompt, self.show_progress_bar)

@@ -78,6 +78,11 @@ class TripletEvaluator:
         self.show_progress_bar = show_progress_bar
         self.primary_metric = primary_key(name, "{fn}_accuracy", self.similarity_fn_names, self.main_similarity)
 
+    def metric_names(self) -> list[str]:
+        """The keys ``__call__`` returns, known without running (to validate ``metric_for_best_model``)."""
+        fns = [*self.similarity_fn_names, *(["max"] if len(self.similarity_fn_names) > 1 else [])]
+        return list(prefixed(self.name, {f"{fn}_accuracy": 0.0 for fn in fns}))
+
     def __call__(self, model: Encoder) -> dict[str, float]:
         """Embed the three roles and return the accuracy per similarity function (+ max)."""
         a = encode(model, self.anchors, self.batch_size, self.query_prompt, self.show_progress_bar)

@@ -131,23 +131,25 @@ def load_modules(
             steps.append(Normalize())
     if transformer is None:
         raise EmbtuneError(f"{folder / 'modules.json'}: no Transformer module; this is not a text embedding model")
-    _check_chain(folder, transformer, steps)
+    check_dimensions(transformer, steps, [folder / str(e.get("path", "")) for e in entries
+                                          if _module_kind(e.get("type"), folder) != "Transformer"])
     return transformer, steps, st_config
 
 
-def _check_chain(folder: Path, transformer: Transformer, steps: list) -> None:
-    """Each module's input width is the previous module's output width (else encode fails mid-batch)."""
-    width, source = transformer.hidden_size, "the transformer's hidden_size"
-    for step in steps:
-        if isinstance(step, Pooling):  # pools whatever width it gets: one vector per mode
-            width, source = width * len(step.modes), "the pooling output"
+def check_dimensions(transformer: Transformer, steps: list, paths: list[Path]) -> None:
+    """A Dense must take the size the module before it gives (pooling: the encoder's hidden size per mode).
+    A mismatch would load fine and fail at the first encode, or mid-training."""
+    size, source = transformer.hidden_size, "the encoder"
+    for step, path in zip(steps, paths, strict=True):
+        if isinstance(step, Pooling):
+            size, source = transformer.hidden_size * len(step.modes), path.name
         elif isinstance(step, Dense):
-            if step.in_features != width:
+            if step.in_features != size:
                 raise EmbtuneError(
-                    f"{folder}: a Dense module takes in_features={step.in_features} but {source} is {width}; fix "
-                    "in_features in its config.json (and its weights) or restore the original model"
+                    f"{path / 'config.json'}: in_features is {step.in_features} but {source} outputs {size} "
+                    "features; the modules do not fit together, restore this Dense module from the original model"
                 )
-            width, source = step.out_features, "the previous Dense module's out_features"
+            size, source = step.out_features, path.name
 
 
 def _config(path: Path) -> dict[str, Any]:

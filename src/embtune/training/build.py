@@ -35,7 +35,12 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
     """
     opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
     if checkpoint is not None:
-        model = EmbeddingModel.load(checkpoint, **opts)
+        try:
+            model = EmbeddingModel.load(checkpoint, **opts)
+        except EmbtuneError as exc:  # the fix is an earlier checkpoint, not "restore the original model"
+            from .checkpoint import damaged
+
+            raise damaged(checkpoint, f"the model in it does not load ({exc})") from None
         model.source = cfg.name
         return model
     folder = Path(cfg.name)

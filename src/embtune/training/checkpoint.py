@@ -8,14 +8,18 @@ A checkpoint is a folder ``<output_dir>/checkpoints/checkpoint-<step>/`` holding
 - ``trainer_state.json``: step, epoch, sampler position, best metric so far and the log rows so far.
 
 The folder is built under a temporary name and renamed in place, so a crash (even SIGKILL) leaves either
-a complete checkpoint or none.
+a complete checkpoint or none; a full disk leaves the previous checkpoints as they were and says so in one
+line. Reading back never runs a full unpickler (``torch.load(weights_only=True)``), and a damaged file
+(truncated, empty, not what embtune wrote) is one line naming the file and an earlier checkpoint to use.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,8 @@ from typing import Any
 import torch
 
 from ..errors import EmbtuneError
-from ..utils.atomic import atomic_dir, recover, recover_all
+from ..utils.atomic import DiskFull, atomic_dir, recover, recover_all
+from .log import finite_json
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -39,6 +44,7 @@ class TrainState:
         best_metric / best_checkpoint: the best value of ``metric_for_best_model`` so far and where it was saved.
         log: every log row written so far (the JSONL log is rewritten from it on resume).
         base_metrics: the base model's metrics, measured before the first step.
+        fingerprint: the datasets, losses and schedule trained on (``fingerprint.run_fingerprint``).
     """
 
     step: int = 0
@@ -48,6 +54,7 @@ class TrainState:
     best_checkpoint: str | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
     base_metrics: dict[str, float] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
 
 def check_output_dir(output_dir: Path, ours: bool, overwrite: bool) -> None:
@@ -83,16 +90,35 @@ def save_checkpoint(
     rng_states: list[dict[str, Any]],
     scaler: Any | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically (replacing one of the same name); return its path."""
-    with atomic_dir(folder) as tmp:
-        model.save(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng_states, tmp / "rng_state.pt")
-        if scaler is not None:
-            torch.save(scaler.state_dict(), tmp / "scaler.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
+    """Write a checkpoint folder atomically (replacing one of the same name); return its path.
+
+    Raises:
+        EmbtuneError: the disk is full (the message names the folder; the previous checkpoints are intact).
+    """
+    try:
+        with atomic_dir(folder) as tmp:
+            model.save(tmp)
+            _save_tensors(optimizer.state_dict(), tmp / "optimizer.pt")
+            _save_tensors(scheduler.state_dict(), tmp / "scheduler.pt")
+            _save_tensors(rng_states, tmp / "rng_state.pt")
+            if scaler is not None:
+                _save_tensors(scaler.state_dict(), tmp / "scaler.pt")
+            (tmp / "trainer_state.json").write_text(finite_json(asdict(state), indent=1), encoding="utf-8")
+    except DiskFull:
+        previous = [p for p in list_checkpoints(folder.parent.parent) if p != folder]
+        then = (f"then resume with resume_from_checkpoint: last (the previous checkpoint {previous[-1].name} is "
+                "intact)" if previous else "then start the run again")
+        raise EmbtuneError(
+            f"{folder}: the disk is full, the checkpoint was not written; free some space in {folder.parent} "
+            f"(or lower args.save_total_limit), {then}"
+        ) from None
     return folder
+
+
+def _save_tensors(obj: Any, path: Path) -> None:
+    # through a Python file object: a failed write (ENOSPC) surfaces as the OSError behind torch's RuntimeError
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 @dataclass
@@ -121,14 +147,87 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
             f"{folder}: not a complete embtune checkpoint (missing {', '.join(missing)}); pick another "
             "checkpoint folder or use resume_from_checkpoint: last"
         )
-    state = TrainState(**json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")))
+    state = _read_state(folder / "trainer_state.json")
 
-    def read(name: str) -> Any:
-        # our own files; weights_only keeps unpickling to tensors and plain containers
-        return torch.load(folder / name, map_location="cpu", weights_only=True)
+    def read(name: str, kind: type, keys: tuple[str, ...] = ()) -> Any:
+        # weights_only: tensors and plain containers only, never arbitrary objects (a planted pickle is refused)
+        try:
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a planted one
+                warnings.simplefilter("ignore")
+                value = torch.load(folder / name, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise damaged(folder / name, "holds Python objects, not only tensors (refused: a checkpoint is "
+                          "never unpickled)") from None
+        except Exception as exc:  # truncated zip, unreadable, empty: all one answer
+            raise damaged(folder / name, _reason(exc)) from None
+        items = value if kind is list else [value]
+        if not isinstance(value, kind) or not all(isinstance(v, dict) and set(keys) <= set(v) for v in items):
+            raise damaged(folder / name, f"holds a {type(value).__name__}, not what embtune writes there")
+        return value
 
-    scaler = read("scaler.pt") if (folder / "scaler.pt").is_file() else None
-    return Checkpoint(folder, state, read("optimizer.pt"), read("scheduler.pt"), read("rng_state.pt"), scaler)
+    scaler = read("scaler.pt", dict) if (folder / "scaler.pt").is_file() else None
+    return Checkpoint(folder, state, read("optimizer.pt", dict, ("state", "param_groups")),
+                      read("scheduler.pt", dict, ("last_epoch",)),
+                      read("rng_state.pt", list, ("python", "numpy", "torch", "cuda")), scaler)
+
+
+def _why(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:160]
+    return f"{type(exc).__name__}{': ' + text if text else ''}"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"cannot be read ({_why(exc)})"
+
+
+def _read_state(path: Path) -> TrainState:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise damaged(path, "is empty or not valid JSON" if not isinstance(exc, OSError) else _reason(exc)) from None
+    if not isinstance(raw, dict):
+        raise damaged(path, f"holds a JSON {type(raw).__name__}, not an object")
+    try:
+        state = TrainState(**raw)
+    except TypeError:
+        unknown = sorted(set(raw) - {f for f in TrainState.__dataclass_fields__})
+        raise damaged(path, f"has unknown keys {unknown[:3]}") from None
+    if not (isinstance(state.step, int) and isinstance(state.epoch, int) and isinstance(state.sampler, dict)
+            and isinstance(state.log, list)):
+        raise damaged(path, "has fields of the wrong type (step, epoch, sampler or log)")
+    return state
+
+
+def damaged(path: Path, what: str) -> EmbtuneError:
+    """One line for a damaged checkpoint file: what is wrong with ``path`` and the checkpoint to use instead."""
+    folder = next((p for p in [path, *path.parents] if _NAME.match(p.name)), None)
+    earlier = [] if folder is None or folder.parent.name != "checkpoints" else [
+        p for p in list_checkpoints(folder.parent.parent) if _step(p) < _step(folder)]
+    fix = (f"resume from an earlier checkpoint (resume_from_checkpoint: {earlier[-1]})" if earlier else
+           "there is no earlier checkpoint: start the run again (overwrite_output_dir: true)")
+    return EmbtuneError(f"{path}: {what}; the checkpoint is damaged, {fix}")
+
+
+def _step(folder: Path) -> int:
+    match = _NAME.match(folder.name)
+    return int(match.group(1)) if match else -1
+
+
+def restore(saved: Checkpoint, optimizer: Any, scheduler: Any, scaler: Any, rank: int) -> None:
+    """Load a checkpoint's optimizer, scheduler, scaler and this rank's RNG states; a state that does not fit
+    this run (another model's optimizer, a hand-edited file) is one line naming the file."""
+    from ..utils.seed import set_rng_state
+
+    steps = [("optimizer.pt", lambda: optimizer.load_state_dict(saved.optimizer)),
+             ("scheduler.pt", lambda: scheduler.load_state_dict(saved.scheduler)),
+             ("rng_state.pt", lambda: set_rng_state(saved.rng_states[rank if rank < len(saved.rng_states) else 0]))]
+    if scaler is not None and saved.scaler is not None:
+        steps.append(("scaler.pt", lambda: scaler.load_state_dict(saved.scaler)))
+    for name, load in steps:
+        try:
+            load()
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise damaged(saved.path / name, f"does not fit this run ({_why(exc)})") from None
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:

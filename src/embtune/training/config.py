@@ -10,6 +10,7 @@ lists them, so a reader of those cards recognises every key. Each group validate
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,28 @@ MULTI_DATASET_SAMPLERS = ("round_robin", "proportional")
 def _choice(group: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise EmbtuneError(f"{group}.{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _check_finite(key: str, value: Any) -> None:
+    """Every number inside ``value`` (nested dicts / lists too) must be finite: YAML's ``.inf`` / ``.nan`` and
+    overflowing literals such as ``1e999`` would otherwise train a NaN model."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EmbtuneError(f"{key}: {value} is not a finite number; give a real value (e.g. 1e-5)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(f"{key}.{k}", v)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_finite(f"{key}[{i}]", v)
+
+
+def _check_fields_finite(group: str, obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        _check_finite(f"{group}.{f.name}", getattr(obj, f.name))
+
+
+# Ceilings past which a value is a typo, not a choice (1e30, or 5 instead of 5e-5); the message says so.
+LIMITS = {"learning_rate": 1.0, "weight_decay": 10.0, "adam_epsilon": 1.0, "max_grad_norm": 1e6}
 
 
 @dataclass
@@ -59,6 +82,9 @@ class LossCfg:
 
     name: str = "mnrl"
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_finite("datasets[].loss.params", self.params)
 
 
 @dataclass
@@ -123,6 +149,7 @@ class EvaluatorCfg:
 
     def __post_init__(self) -> None:
         _choice("eval.evaluators[]", "kind", self.kind, tuple(EVALUATORS))  # the registry is the one list
+        _check_finite("eval.evaluators[].params", self.params)
         if not self.path:
             raise EmbtuneError("eval.evaluators[].path: every evaluator needs a data file")
 
@@ -182,6 +209,13 @@ class TrainArgs:
     disable_tqdm: bool = False
 
     def __post_init__(self) -> None:  # noqa: C901 - one flat list of independent checks
+        _check_fields_finite("args", self)
+        for key, ceiling in LIMITS.items():
+            if getattr(self, key) > ceiling:
+                raise EmbtuneError(
+                    f"args.{key}: {getattr(self, key)} is far above any working value (at most {ceiling}); "
+                    "check for a typo (e.g. 5e-5, not 5)"
+                )
         _choice("args", "lr_scheduler_type", self.lr_scheduler_type, SCHEDULERS)
         _choice("args", "eval_strategy", self.eval_strategy, STRATEGIES)
         _choice("args", "save_strategy", self.save_strategy, STRATEGIES)

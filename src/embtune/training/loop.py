@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +38,20 @@ from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
 from ..utils.resolve import custom_code
-from ..utils.seed import get_rng_state, seed_everything, set_rng_state
+from ..utils.seed import get_rng_state, seed_everything
 from . import checkpoint as ckpt
+from . import guards
 from .build import TrainData, build_evaluators, build_model, build_sampler, eval_batches, prepare_data
 from .config import TrainArgs, TrainConfig
 from .context import Run
+from .fingerprint import apply_new_schedule, check_resume, run_fingerprint
+from .lock import output_lock
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
 from .preflight import preflight
+from .rollback import LOG_FILE, FreshStart, undo_on_failure
 from .run_info import write_card
 
-LOG_FILE = "training_log.jsonl"
 PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
 
 
@@ -61,7 +64,7 @@ class TrainResult:
     log_path: Path
 
 
-def train(config: TrainConfig, *, allow_custom_code: bool = False) -> TrainResult:
+def train(config: TrainConfig, *, allow_custom_code: bool = False, resume_force: bool = False) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.datasets``; write the model, checkpoints and log to ``args.output_dir``.
 
     Launch with ``torchrun --nproc_per_node=N -m embtune train recipe.yaml`` for DDP: every rank trains on
@@ -70,13 +73,29 @@ def train(config: TrainConfig, *, allow_custom_code: bool = False) -> TrainResul
 
     ``allow_custom_code``: accept ``package.module:Class`` loss names (your own loss classes); a recipe
     alone can never turn this on. Names, paths and the output folder are checked first (``preflight``).
+
+    The output folder is locked for the whole run (a second run into it fails at once, naming this one's
+    pid), and a run that fails before its first checkpoint leaves the folder as it found it. A resume
+    refuses a checkpoint trained on other data, loss or schedule unless ``resume_force=True``
+    (``embtune train --resume-force``), which only warns.
     """
     with custom_code(allow_custom_code):
         preflight(config)
-        return _train(config)
+        writes = (dist.rank() if dist.is_distributed() else int(os.environ.get("RANK", "0"))) == 0  # rank 0 writes
+        start = FreshStart(config.args.output_dir)
+        if writes:
+            try:
+                start.make_parent()
+            except OSError as exc:
+                raise EmbtuneError(f"{config.args.output_dir}: cannot create its parent folder ({exc.strerror or exc}); "
+                                   "choose an output_dir in a folder you can write to") from None
+        if not writes:
+            return _train(config, start, resume_force)
+        with undo_on_failure(start, lock=output_lock(config.args.output_dir)):
+            return _train(config, start, resume_force)
 
 
-def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, read top to bottom (STYLE §4)
+def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainResult:  # noqa: C901 - the one loop (STYLE §4)
     """The loop itself (``train`` checks the config first)."""
     args = config.args
     started = time.perf_counter()
@@ -89,7 +108,7 @@ def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, re
     cache_dir = args.resolved_cache_dir()  # shared across runs: tokenize once, reuse everywhere
     resume_from = _resume_checkpoint(args, output_dir)  # None for a fresh run
     if resume_from is None:
-        _clear_old_run(args, output_dir)  # refuses an old run unless overwrite_output_dir, then deletes it
+        _refuse_old_run(args, output_dir)  # an old run in output_dir needs overwrite_output_dir
     dist.barrier()
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
@@ -112,6 +131,9 @@ def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, re
         )
     total_steps = args.total_steps(len(sampler))
     evaluators = build_evaluators(config.eval.evaluators, cache_dir, args.per_device_eval_batch_size)
+    guards.check_metric_name(args, data, evaluators)  # a misspelt metric fails now, not after the first eval
+    guards.check_first_batches(model, data, args.per_device_train_batch_size, device)
+    fingerprint = run_fingerprint(data, args, total_steps)
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)
@@ -120,7 +142,8 @@ def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, re
         args=args, output_dir=output_dir, model=model, encoder=_wrap(RoleEncoder(model), data, device),
         optimizer=optimizer, scheduler=build_scheduler(optimizer, args, total_steps),
         scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None, sampler=sampler,
-        data=data, evaluators=evaluators, state=ckpt.TrainState(), logger=None, dtype=amp_dtype, device=device,
+        data=data, evaluators=evaluators, state=ckpt.TrainState(fingerprint=fingerprint), logger=None,
+        dtype=amp_dtype, device=device,
     )
     if resume_from is None and dist.is_main():
         run.state.base_metrics = _evaluate(run)
@@ -128,13 +151,15 @@ def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, re
     # --- 4. maybe resume ------------------------------------------------------------------------------
     if resume_from is not None:
         saved = ckpt.load_checkpoint(resume_from)
-        run.optimizer.load_state_dict(saved.optimizer)
-        run.scheduler.load_state_dict(saved.scheduler)
-        if run.scaler is not None and saved.scaler is not None:
-            run.scaler.load_state_dict(saved.scaler)
+        forced = check_resume(saved.state.fingerprint, fingerprint, resume_from, resume_force)
+        ckpt.restore(saved, run.optimizer, run.scheduler, run.scaler, rank)  # optimizer, scheduler, scaler, RNG
+        if forced:
+            apply_new_schedule(run.optimizer, run.scheduler, args.learning_rate)
         run.state = saved.state
+        run.state.fingerprint = fingerprint
         sampler.load_state_dict(run.state.sampler)
-        set_rng_state(saved.rng_states[rank if rank < len(saved.rng_states) else 0])
+    elif dist.is_main():
+        start.clear_old_run()  # overwrite_output_dir: the old run goes only now that setup has succeeded
     run.logger = JsonlLogger(output_dir / LOG_FILE) if dist.is_main() else None
     if run.logger is not None:
         run.logger.restart(run.state.log)  # drop rows a killed run wrote after its last checkpoint
@@ -158,7 +183,11 @@ def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, re
             window.add(_forward_backward(run, d.loss, batch, 1.0 / accum, sync=boundary), len(batch) * world)
             if not boundary:
                 continue
-            grad_norm = _optimizer_step(run, params)
+            try:  # a non-finite loss or gradient stops the run before the optimizer step spoils the weights
+                guards.check_finite("loss", window.loss)
+                grad_norm = _optimizer_step(run, params)
+            except guards.NonFinite as exc:
+                raise guards.non_finite_error(exc, state.step + 1, d.name, output_dir) from None
             state.step += 1
             progress.update(1)
             epoch = state.epoch + done / n_batches
@@ -191,6 +220,7 @@ def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, re
             "best_checkpoint": state.best_checkpoint,
         }
         model.eval()
+        guards.check_finite_model(model, output_dir)
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
             write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
@@ -217,9 +247,10 @@ def _resume_checkpoint(args: TrainArgs, output_dir: Path) -> Path | None:
     return path
 
 
-def _clear_old_run(args: TrainArgs, output_dir: Path) -> None:
-    """Before a fresh run: refuse an output folder that holds another run unless ``overwrite_output_dir``,
-    and then delete that run's checkpoints and log (rank 0), so a fresh run never mixes into an old one."""
+def _refuse_old_run(args: TrainArgs, output_dir: Path) -> None:
+    """Before a fresh run: refuse an output folder that holds another run unless ``overwrite_output_dir``.
+    That run's checkpoints and log are deleted later, once setup has succeeded (``FreshStart.clear_old_run``),
+    so a fresh run never mixes into an old one and a failed setup never loses it."""
     old = [p for p in (output_dir / "checkpoints", output_dir / LOG_FILE, output_dir / "modules.json") if p.exists()]
     ckpt.check_output_dir(output_dir, ours=bool(old), overwrite=args.overwrite_output_dir)
     if old and not args.overwrite_output_dir:
@@ -229,9 +260,7 @@ def _clear_old_run(args: TrainArgs, output_dir: Path) -> None:
             + ("set resume_from_checkpoint: last to continue it, " if resumable else "(it has no checkpoint to resume) ")
             + "set overwrite_output_dir: true to replace it, or choose another output_dir"
         )
-    if old and dist.is_main():
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        (output_dir / LOG_FILE).unlink(missing_ok=True)
+    # with overwrite_output_dir, the old run is deleted only once setup has succeeded (FreshStart.clear_old_run)
 
 
 def _autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype | None:
@@ -303,6 +332,8 @@ def _optimizer_step(run: Run, params: list[nn.Parameter]) -> float:
     if scaler is not None:
         scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
+    if scaler is None:  # (fp16's scaler skips steps with inf gradients by itself)
+        guards.check_finite("gradient norm", norm)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -415,18 +446,19 @@ def _save(run: Run, evaluated: dict[str, float] | None) -> None:
     state.sampler = run.sampler.state_dict()
     if dist.is_main():
         folder = ckpt.checkpoint_dir(run.output_dir, state.step)
-        if evaluated is not None:
+        if evaluated is not None and (args.metric_for_best_model or args.best_metric in evaluated):
             value = evaluated.get(args.best_metric)
             if value is None:
                 raise EmbtuneError(
                     f"metric_for_best_model {args.metric_for_best_model!r} is not among the metrics "
                     f"({', '.join(sorted(evaluated))}); pick one of them (with or without the eval_ prefix)"
                 )
-            better = state.best_metric is None or (
-                value > state.best_metric if args.best_is_greater else value < state.best_metric
-            )
+            best = state.best_metric
+            better = math.isfinite(value) and (
+                best is None or (value > best if args.best_is_greater else value < best))
             if better:
                 state.best_metric, state.best_checkpoint = float(value), str(folder)
+        guards.check_finite_model(run.model, folder)
         ckpt.save_checkpoint(folder, run.model, run.optimizer, run.scheduler, state, rng_states, run.scaler)
         keep = state.best_checkpoint if args.load_best_model_at_end else None
         ckpt.prune_checkpoints(run.output_dir, args.save_total_limit, keep=keep)

@@ -53,9 +53,39 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+class DiskFull(EmbtuneError):
+    """No space left (or quota exceeded) while writing ``target``; nothing was replaced."""
+
+    def __init__(self, message: str, target: Path) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+_DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: itself, one in its cause/context chain, or one a library only reported
+    as text (torch's zip writer raises RuntimeError with the OSError as context; safetensors says
+    "No space left on device (os error 28)")."""
+    if isinstance(exc, OSError):
+        return exc
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # behind another error: only write failures count
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (*_DISK_FULL, errno.EIO, errno.EROFS):
+            return current
+        for code, text in _DISK_FULL.items():
+            if text in str(current):
+                return OSError(code, text)
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _friendly(exc: OSError, target: Path) -> EmbtuneError:
-    if exc.errno == errno.ENOSPC:
-        return EmbtuneError(f"{target}: the disk is full; free some space and try again (nothing was replaced)")
+    if exc.errno in _DISK_FULL:
+        return DiskFull(f"{target}: the disk is full; free some space and try again (nothing was replaced)", target)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return EmbtuneError(f"{target}: permission denied; choose a folder you can write to (nothing was replaced)")
     return EmbtuneError(f"{target}: could not write ({exc.strerror or exc}); nothing was replaced")
@@ -191,8 +221,9 @@ def atomic_dir(target: Path | str, preserve: Sequence[str] = ()) -> Iterator[Pat
             with contextlib.suppress(OSError):
                 os.rename(tmp / name, target / name)
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise _friendly(exc, target) from None
+        os_error = _os_error(exc) if isinstance(exc, Exception) and not isinstance(exc, EmbtuneError) else None
+        if os_error is not None:
+            raise _friendly(os_error, target) from None
         raise
 
 
@@ -216,8 +247,11 @@ def atomic_file(path: Path | str, fsync: bool = True) -> Iterator[Path]:
             finally:
                 os.close(fd)
         os.replace(tmp, path)
-    except OSError as exc:
-        raise _friendly(exc, path) from None
+    except Exception as exc:
+        os_error = _os_error(exc) if not isinstance(exc, EmbtuneError) else None
+        if os_error is None:
+            raise
+        raise _friendly(os_error, path) from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
