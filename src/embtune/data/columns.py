@@ -104,7 +104,8 @@ def check_roles_for_loss(roles: ColumnRoles, loss: Loss, path: object = None) ->
         check_roles(loss, roles.text_roles, len(roles.negatives), has_label=roles.label is not None)
     except EmbtuneError as exc:
         raise EmbtuneError(f"{prefix}{exc}") from None
-    if roles.positive is not None and "positive" not in loss.required_roles:
+    readable = (*loss.required_roles, *getattr(loss, "optional_roles", ()))
+    if roles.positive is not None and "positive" not in readable:
         raise EmbtuneError(
             f"{prefix}{loss.name} reads only {', '.join(loss.required_roles)}, but data.columns maps positive: "
             f"{roles.positive!r}; remove it or pick a loss that uses pairs"
