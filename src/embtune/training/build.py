@@ -23,6 +23,7 @@ from ..errors import EmbtuneError
 from ..losses import build_loss
 from ..losses.base import Loss
 from ..models.embedding_model import EmbeddingModel
+from ..teachers import attach_teacher_targets
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
 
 
@@ -74,6 +75,9 @@ def prepare_data(
         name = cfg.name or Path(cfg.path.removeprefix("synthetic:")).stem
         train = _prepare(cfg, roles, loss, cfg.path, name, model, cache_dir, global_batch_size)
         evaluation = _prepare(cfg, roles, loss, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
+        for prepared in (train, evaluation):  # distillation targets / guide embeddings, computed once, cached
+            if prepared is not None:
+                attach_teacher_targets(prepared, loss, cache_dir)
         out.append(TrainData(cfg, loss, train, evaluation))
     return out
 
