@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .cli_data import DATA_COMMANDS, add_data_commands
 from .errors import EmbtuneError
 
 
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="the recipe file, e.g. recipes/pairs_mnrl.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values, e.g. args.max_steps=10")
     p.add_argument("--json", action="store_true", help="print all run metrics as JSON")
+
+    add_data_commands(sub)  # mine, check-data (cli_data.py)
 
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
@@ -218,7 +221,8 @@ def comparison_table(base: dict, final: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval}
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval,
+            **DATA_COMMANDS}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EmbtuneError
+from ..mining.options import MineOptions
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 STRATEGIES = ("no", "steps", "epoch")
@@ -70,6 +71,16 @@ class ColumnsCfg:
 
 
 @dataclass
+class NegativesCfg:
+    """Where a dataset's hard negatives come from: ``mine`` them with a model before training (once, cached).
+
+    ``mine.model`` empty means the base model of the run; see ``embtune.mining.MineOptions`` for the options.
+    """
+
+    mine: MineOptions | None = None
+
+
+@dataclass
 class DatasetCfg:
     """One training dataset and the loss trained on it.
 
@@ -83,6 +94,7 @@ class DatasetCfg:
         loss: the loss for this dataset's batches.
         max_rows: use only the first rows.
         eval_path: a held-out file with the same columns; its loss is logged as validation loss.
+        negatives: ``{mine: {num: 3, ...}}`` mines hard negatives for the (anchor, positive) pairs.
     """
 
     path: str = ""
@@ -94,8 +106,17 @@ class DatasetCfg:
     loss: LossCfg = field(default_factory=LossCfg)
     max_rows: int | None = None
     eval_path: str | None = None
+    negatives: NegativesCfg | None = None
 
     def __post_init__(self) -> None:
+        if self.negatives is not None and self.negatives.mine is not None:
+            if self.columns.negatives:
+                raise EmbtuneError(
+                    "datasets[].negatives.mine: the negatives are mined, so columns.negatives must be empty; "
+                    "remove one of them"
+                )
+            if self.columns.positive is None:
+                raise EmbtuneError("datasets[].negatives.mine needs (anchor, positive) pairs; set columns.positive")
         if not self.path:
             raise EmbtuneError("datasets[].path: every dataset needs a path (a data file or synthetic:<file>)")
         if self.max_rows is not None and self.max_rows < 1:
