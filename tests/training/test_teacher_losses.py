@@ -79,7 +79,7 @@ def test_targets_equal_the_teacher_run_directly(tiny_bert_dir, triplets_file, tm
     spec = DatasetSpec(triplets_file, ColumnRoles("anchor", "positive", ["negative"]))
     loss = build_loss("margin_mse", teacher=str(tiny_bert_dir))
     prepared = prepare_dataset(spec, teacher.tokenizer, 16, loss, cache_dir=tmp_path)
-    assert attach_teacher_targets(prepared, loss, tmp_path)
+    assert attach_teacher_targets(prepared, loss, tmp_path)  # no template: plain columns
     rows = [json.loads(line) for line in triplets_file.read_text().splitlines()]
     a = teacher.encode([r["anchor"] for r in rows], precision="fp32", convert_to="torch")
     p = teacher.encode([r["positive"] for r in rows], precision="fp32", convert_to="torch")

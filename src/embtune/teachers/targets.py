@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..data.prepare import PreparedDataset
-from ..data.render import for_role, render_column
+from ..data.render import PerRole, for_role, render_column
+from ..data.sources import load_table
 from ..errors import EmbtuneError
 from ..utils.atomic import atomic_write_bytes
 
@@ -36,14 +37,17 @@ def wants_teacher(loss: Any) -> bool:
     return getattr(loss, "teacher", None) is not None and getattr(loss, "teacher_output", None) in KINDS
 
 
-def rendered_texts(prepared: PreparedDataset) -> dict[str, list[str]]:
+def rendered_texts(
+    prepared: PreparedDataset, template: PerRole = None, fmt: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict[str, list[str]]:
     """Role -> the rendered texts of every row (templates applied, the student's prompts not)."""
+    table = load_table(prepared.path, fmt, cache_dir=cache_dir).data.table.slice(0, prepared.num_rows)
     out = {}
     for role in prepared.roles:
         column = prepared.columns[role]
         out[role] = render_column(
-            prepared.source.column(column), column=column, template=for_role(prepared.spec.template, role),
-            path=prepared.path,
+            table.column(column), column=column, template=for_role(template, role), path=prepared.path
         )
     return out
 
@@ -107,9 +111,13 @@ def compute_targets(teacher: Any, kind: str, texts: dict[str, list[str]]) -> np.
     return np.stack(columns, axis=1).astype(np.float32)
 
 
-def attach_teacher_targets(prepared: PreparedDataset, loss: Any, cache_dir: str | os.PathLike) -> bool:
+def attach_teacher_targets(
+    prepared: PreparedDataset, loss: Any, cache_dir: str | os.PathLike, template: PerRole = None,
+    fmt: str | None = None,
+) -> bool:
     """Set ``prepared.labels`` to the teacher's outputs when ``loss`` has a teacher (computed once, cached).
 
+    ``template`` / ``fmt``: the dataset's template and file format, to render the texts the teacher reads.
     Returns whether labels were attached. The cache lives in ``<cache_dir>/teachers/``.
     """
     if not wants_teacher(loss):
@@ -123,7 +131,7 @@ def attach_teacher_targets(prepared: PreparedDataset, loss: Any, cache_dir: str 
         if path.is_file():
             prepared.labels = np.load(path)
             return True
-    targets = compute_targets(loss.teacher, kind, rendered_texts(prepared))
+    targets = compute_targets(loss.teacher, kind, rendered_texts(prepared, template, fmt, cache_dir))
     if path is not None:
         import io
 

@@ -80,7 +80,7 @@ def prepare_data(
         evaluation = _prepare(cfg, roles, loss, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
         for prepared in (train, evaluation):  # distillation targets / guide embeddings, computed once, cached
             if prepared is not None:
-                attach_teacher_targets(prepared, loss, cache_dir)
+                attach_teacher_targets(prepared, loss, cache_dir, cfg.template, cfg.format)
         out.append(TrainData(cfg, loss, train, evaluation))
     return out
 
