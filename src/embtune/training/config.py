@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import EmbtuneError
 from ..mining.options import MineOptions
+from ..report.options import DataChecks
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 STRATEGIES = ("no", "steps", "epoch")
@@ -319,6 +320,7 @@ class TrainConfig:
     datasets: list[DatasetCfg] = field(default_factory=list)
     eval: EvalCfg = field(default_factory=EvalCfg)
     args: TrainArgs = field(default_factory=TrainArgs)
+    checks: DataChecks = field(default_factory=DataChecks)  # the data report before training
 
     def __post_init__(self) -> None:
         if not self.datasets:

@@ -33,6 +33,7 @@ from ..errors import EmbtuneError
 from ..evaluation import run_evaluators
 from ..losses.base import ModelLoss
 from ..models.embedding_model import EmbeddingModel
+from ..report.run import REPORT_FILE, report_before_training
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
@@ -45,7 +46,7 @@ from .optim import build_optimizer, build_scheduler
 from .run_info import write_card
 
 LOG_FILE = "training_log.jsonl"
-PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
+PRESERVED = ("checkpoints", LOG_FILE, ".cache", REPORT_FILE)  # kept in output_dir when the final model replaces it
 
 
 @dataclass
@@ -96,6 +97,8 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         )
     total_steps = args.total_steps(len(sampler))
     evaluators = build_evaluators(config.eval.evaluators, cache_dir, args.per_device_eval_batch_size)
+    if resume_from is None and dist.is_main():  # prints a brief data report, writes it in full; may stop here
+        report_before_training(data, evaluators, config, model.tokenizer, cache_dir, output_dir)
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)
