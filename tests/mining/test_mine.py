@@ -133,7 +133,7 @@ def test_recipe_form_mines_once_and_trains(tiny_bert_dir, pairs, tmp_path) -> No
     mined = list((tmp_path / "cache" / "mined").glob("*.jsonl"))
     assert len(mined) == 1
     first = json.loads(mined[0].read_text().splitlines()[0])
-    assert {"negative_1", "negative_2"} <= set(first)
+    assert set(first) == {"anchor", "positive", "negative_1", "negative_2"}
     stamp = mined[0].stat().st_mtime_ns
     cfg["args"]["output_dir"] = str(tmp_path / "run2")
     train(config_from_dict(cfg))

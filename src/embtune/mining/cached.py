@@ -54,7 +54,8 @@ def mined_file(
         return target, None
     anchors, positives = read_pairs(path, anchor, positive, max_rows, cache_dir=cache_dir)
     result = mine_hard_negatives(anchors, positives, model, options)
-    write_rows(target, result.columns)
+    names = {"anchor": anchor, "positive": positive}  # keep the source's column names, as the recipe maps them
+    write_rows(target, {names.get(key, key): values for key, values in result.columns.items()})
     return target, result.stats
 
 

@@ -47,23 +47,32 @@ def text_findings(report: DatasetReport, texts: dict[str, list[str]], opts: Data
     return damaged
 
 
-def duplicate_findings(report: DatasetReport, rows: list[str], opts: DataChecks) -> int:
-    """Exact duplicates of whole rows (normalized) and near duplicates. Returns the exact count."""
+def duplicate_findings(report: DatasetReport, rows: list[str], texts: dict[str, list[str]], anchor: str,
+                       opts: DataChecks) -> int:
+    """Exact duplicates of whole rows (normalized), and near duplicates per text column. Returns the exact count.
+
+    Near duplicates are a warning in the anchor column (the same question asked twice, reworded); in the
+    other columns they are reported as information, since many anchors sharing one document is normal.
+    """
     seen: dict[str, int] = {}
     exact = [i for i, key in enumerate(rows) if seen.setdefault(key, i) != i]
     if exact:
         report.add(Finding("duplicates", "warning", len(exact), len(rows),
                            f"{len(exact)} of {len(rows)} rows repeat an earlier row (ignoring case, punctuation and "
                            "spacing); drop them, they weigh those examples double", rows=_rows(exact)))
-    if opts.near_duplicates:
-        near = near_duplicate_rows(rows, opts.near_threshold)
+    if not opts.near_duplicates:
+        return len(exact)
+    for column, values in texts.items():
+        near = near_duplicate_rows([normalize(t) for t in values], opts.near_threshold)
         if near is None:
             report.add(Finding("near_duplicates", "info", 0, len(rows),
                                "near duplicates not checked: install datasketch (pip install 'embtune[data]')"))
-        elif near:
-            report.add(Finding("near_duplicates", "warning", len(near), len(rows),
-                               f"{len(near)} of {len(rows)} rows nearly repeat an earlier row (MinHash Jaccard >= "
-                               f"{opts.near_threshold}); consider deduplicating", rows=_rows(near)))
+            break
+        if near:
+            report.add(Finding("near_duplicates", "warning" if column == anchor else "info", len(near), len(values),
+                               f"column {column!r}: {len(near)} of {len(values)} texts nearly repeat an earlier one "
+                               f"(MinHash Jaccard >= {opts.near_threshold}, exact copies not counted); "
+                               "consider deduplicating", column, _rows(near)))
     return len(exact)
 
 

@@ -35,7 +35,7 @@ def _dataset_report(d: Any, prepared: Any, split: str, args: Any, opts: DataChec
     rows = [" || ".join(normalize(texts[c][i]) for c in texts) for i in range(n)]
     if label_column is not None and prepared.labels is not None:
         rows = [f"{r} || {prepared.labels[i].tolist()}" for i, r in enumerate(rows)]
-    duplicates = checks.duplicate_findings(report, rows, opts)
+    duplicates = checks.duplicate_findings(report, rows, texts, prepared.columns["anchor"], opts)
     cut = checks.truncation_findings(report, texts, prompts, tokenizer, prepared.max_seq_length)
     labels = None if prepared.labels is None or label_column is None else prepared.labels[:n]
     checks.label_findings(report, labels, d.loss, label_column)
