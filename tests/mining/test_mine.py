@@ -92,10 +92,8 @@ def test_bad_options_fail_with_the_key() -> None:
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory) -> Path:
-    from embtune.data.synthetic import write_synthetic
-
-    return write_synthetic(tmp_path_factory.mktemp("synthetic"))["pairs_train.jsonl"]
+def pairs(recipes_dir) -> Path:
+    return recipes_dir / "data" / "pairs_train.jsonl"  # generated catalogue pairs (recipes/data/generate.py)
 
 
 def test_cli_writes_triplets_and_fails_in_one_line(tiny_bert_dir, pairs, tmp_path, capsys) -> None:

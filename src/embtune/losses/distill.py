@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import EmbtuneError
-from ._options import SimilarityFn, at_least_fp32, check_batch, check_positive, resolve_similarity
+from .checks import SimilarityFn, at_least_fp32, check_batch, check_positive, resolve_similarity
 from .base import LabelSpec, check_roles, negative_roles
 
 CITATION_MSE = """@inproceedings{reimers-2020-multilingual-sentence-bert,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import EmbtuneError
-from ._options import at_least_fp32, check_batch, check_positive, parse_choice
+from .checks import at_least_fp32, check_batch, check_positive, parse_choice
 from .base import LabelSpec, check_roles, negative_roles
 from .cached import _batch_size, _RngSnapshot, _rows
 from .distill import _teacher_name, text_roles

@@ -19,11 +19,12 @@ from ..data.samplers import (
     NoDuplicatesBatchSampler,
     ShuffledBatchSampler,
 )
-from ..data.synthetic import resolve_path
+from ..data.sources import dataset_name
 from ..errors import EmbtuneError
 from ..losses import build_loss
 from ..losses.base import Loss
 from ..models.embedding_model import EmbeddingModel
+from ..roles import RoleRequirements
 from ..teachers import attach_teacher_targets
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
 
@@ -71,13 +72,14 @@ def prepare_data(
     out = []
     for cfg in cfgs:
         loss = build_loss(cfg.loss.name, **dict(cfg.loss.params))
-        name = cfg.name or Path(cfg.path.removeprefix("synthetic:")).stem
+        name = dataset_name(cfg.path, cfg.name)
         if cfg.negatives is not None and cfg.negatives.mine is not None:
             cfg = with_mined_negatives(cfg, name, loss, model, cache_dir)
         roles = ColumnRoles(cfg.columns.anchor, cfg.columns.positive, list(cfg.columns.negatives), cfg.columns.label)
 
-        train = _prepare(cfg, roles, loss, cfg.path, name, model, cache_dir, global_batch_size)
-        evaluation = _prepare(cfg, roles, loss, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
+        needs = RoleRequirements.of(loss)
+        train = _prepare(cfg, roles, needs, cfg.path, name, model, cache_dir, global_batch_size)
+        evaluation = _prepare(cfg, roles, needs, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
         for prepared in (train, evaluation):  # distillation targets / guide embeddings, computed once, cached
             if prepared is not None:
                 attach_teacher_targets(prepared, loss, cache_dir, cfg.template, cfg.format)
@@ -90,7 +92,7 @@ def with_mined_negatives(cfg: DatasetCfg, name: str, loss: Loss, model: Embeddin
     from ..mining.cached import mined_columns, mined_file
 
     opts = cfg.negatives.mine
-    source = resolve_path(cfg.path, cache_dir)
+    source = cfg.path
     miner = opts.model or model
     path, stats = mined_file(source, cfg.columns.anchor, cfg.columns.positive, opts, miner, cache_dir,
                              cfg.max_rows, model_name=opts.model or getattr(model, "source", None))
@@ -106,7 +108,7 @@ def with_mined_negatives(cfg: DatasetCfg, name: str, loss: Loss, model: Embeddin
 def _prepare(
     cfg: DatasetCfg,
     roles: ColumnRoles,
-    loss: Loss,
+    needs: RoleRequirements,
     path: str,
     name: str,
     model: EmbeddingModel,
@@ -114,7 +116,7 @@ def _prepare(
     batch_size: int | None = None,
 ) -> PreparedDataset:
     spec = DatasetSpec(
-        path=resolve_path(path, cache_dir),
+        path=path,
         columns=roles,
         format=cfg.format,
         template=cfg.template,
@@ -122,7 +124,9 @@ def _prepare(
         name=name,
         max_rows=cfg.max_rows,
     )
-    return prepare_dataset(spec, model.tokenizer, model.max_seq_length, loss, cache_dir=cache_dir, batch_size=batch_size)
+    return prepare_dataset(
+        spec, model.tokenizer, model.max_seq_length, needs, cache_dir=cache_dir, batch_size=batch_size
+    )
 
 
 def build_sampler(data: list[TrainData], args: TrainArgs, rank: int, world_size: int) -> MultiDatasetBatchSampler:
