@@ -97,18 +97,27 @@ def _threshold_stops(part: DatasetReport, counts: dict[str, int], opts: DataChec
 
 def report_before_training(data: list[Any], evaluators: list[Any], config: Any, tokenizer: Any,
                            cache_dir: Path, output_dir: Path) -> DataReport | None:
-    """Run the report (unless ``checks.enabled`` is false), print it briefly, write the JSON, maybe stop."""
+    """Run the report (unless ``checks.enabled`` is false), print it briefly, write the JSON, maybe stop.
+
+    Under DDP rank 0 builds the report and every rank stops on its verdict (no rank waits for a dead one).
+    """
+    from ..utils import distributed as dist
+
     opts = config.checks
     if not opts.enabled:
         return None
-    report, stops = build_report(data, evaluators, config.args, opts, tokenizer, cache_dir)
-    report.write(output_dir / REPORT_FILE)
-    print(report.brief())
-    if stops:
-        raise EmbtuneError(
-            f"the data report stops training: {stops[0]}" + (f" (and {len(stops) - 1} more)" if len(stops) > 1 else "")
-            + f"; see {report.path}, fix the data or relax the `checks` thresholds in the recipe"
-        )
+    report, stop = None, None
+    if dist.is_main():
+        report, stops = build_report(data, evaluators, config.args, opts, tokenizer, cache_dir)
+        report.write(output_dir / REPORT_FILE)
+        print(report.brief())
+        if stops:
+            stop = (f"the data report stops training: {stops[0]}"
+                    + (f" (and {len(stops) - 1} more)" if len(stops) > 1 else "")
+                    + f"; see {report.path}, fix the data or relax the `checks` thresholds in the recipe")
+    stop = dist.broadcast_object(stop)
+    if stop:
+        raise EmbtuneError(stop)
     return report
 
 

@@ -101,7 +101,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         )
     total_steps = args.total_steps(len(sampler))
     evaluators = build_evaluators(config.eval.evaluators, cache_dir, args.per_device_eval_batch_size)
-    if resume_from is None and dist.is_main():  # prints a brief data report, writes it in full; may stop here
+    if resume_from is None:  # rank 0 prints a brief data report and writes it in full; every rank may stop here
         report_before_training(data, evaluators, config, model.tokenizer, cache_dir, output_dir)
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
