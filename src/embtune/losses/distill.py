@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import EmbtuneError
-from .checks import SimilarityFn, at_least_fp32, check_batch, check_positive, resolve_similarity
 from .base import LabelSpec, check_roles, negative_roles
+from .checks import SimilarityFn, at_least_fp32, check_batch, check_positive, resolve_similarity
 
 CITATION_MSE = """@inproceedings{reimers-2020-multilingual-sentence-bert,
     title = "Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation",

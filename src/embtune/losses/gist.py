@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import EmbtuneError
-from .checks import at_least_fp32, check_batch, check_positive, parse_choice
 from .base import LabelSpec, check_roles, negative_roles
 from .cached import _batch_size, _RngSnapshot, _rows
+from .checks import at_least_fp32, check_batch, check_positive, parse_choice
 from .distill import _teacher_name, text_roles
 
 CITATION = """@misc{solatorio2024gistembed,
