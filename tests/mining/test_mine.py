@@ -168,3 +168,19 @@ def test_negatives_equal_sentence_transformers(minilm_dir, pairs, ours, theirs) 
     assert len(st) > 0 and sum((a & b).values()) >= 0.99 * max(len(st), result.num_rows)
     if "scores" in result.columns:
         np.testing.assert_allclose(np.array(result.columns["scores"]), np.array(st["scores"]), atol=1e-4)
+
+
+def test_corpus_files_and_output_formats_round_trip(tmp_path) -> None:
+    from embtune.mining.files import read_corpus, write_rows
+
+    (tmp_path / "docs.txt").write_text("d20\n\nd30\nd05\n", encoding="utf-8")
+    corpus = read_corpus(tmp_path / "docs.txt")
+    assert corpus == ["d20", "d30", "d05"]
+    result = mine_hard_negatives(["q"], ["p"], TableModel(ANGLES), MineOptions(num=2, scores=True), corpus=corpus)
+    assert [r["negative"] for r in result.rows()] == ["d05", "d20"]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(write_rows(tmp_path / "out.parquet", result.columns))
+    assert table.column_names == ["anchor", "positive", "negative", "scores"] and table.num_rows == 2
+    with pytest.raises(EmbtuneError, match="cannot write .txt"):
+        write_rows(tmp_path / "out.txt", result.columns)
