@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 
+from .cli_data import DATA_COMMANDS, add_data_commands
 from .errors import EmbtuneError
 
 
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept package.module:Class loss names (your own code); a recipe cannot turn this on")
     p.add_argument("--resume-force", action="store_true",
                    help="resume even though the data, loss or learning-rate schedule changed (warns)")
+
+    add_data_commands(sub)  # mine, check-data (cli_data.py)
 
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
@@ -240,7 +243,8 @@ def comparison_table(base: dict, final: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval}
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval,
+            **DATA_COMMANDS}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -74,11 +74,13 @@ class RoleRequirements:
     required_roles: tuple[str, ...]
     max_negatives: int | None = 0
     label: LabelSpec | None = None
+    optional_roles: tuple[str, ...] = ()  # roles read when mapped (MSELoss: positive)
 
     @classmethod
     def of(cls, consumer: NeedsRoles) -> RoleRequirements:
         """The requirements of ``consumer`` (a loss, or anything with the same four attributes)."""
-        return cls(consumer.name, tuple(consumer.required_roles), consumer.max_negatives, consumer.label)
+        return cls(consumer.name, tuple(consumer.required_roles), consumer.max_negatives, consumer.label,
+                   tuple(getattr(consumer, "optional_roles", ())))
 
 
 def check_roles(

@@ -23,7 +23,9 @@ from embtune.losses.base import LabelSpec, Loss
 def test_every_registered_class_follows_the_protocol_and_its_st_name_is_registered() -> None:
     for key, cls in LOSSES.items():
         assert cls.name in LOSSES and LOSSES[cls.name] is cls, key
-        loss = build_loss(key, loss="mnrl", matryoshka_dims=[4]) if cls is MatryoshkaLoss else build_loss(key)
+        required = {"MatryoshkaLoss": {"loss": "mnrl", "matryoshka_dims": [4]}, "GISTEmbedLoss": {"guide": "g"},
+                    "CachedGISTEmbedLoss": {"guide": "g"}}
+        loss = build_loss(key, **required.get(cls.name, {}))
         assert isinstance(loss, Loss), key
         assert isinstance(loss.config(), dict)
 

@@ -32,7 +32,7 @@ def column_statistics(
         _summary(prepared.columns[role], source, prepared.lengths[:n, j], tokens=True)
         for j, role in enumerate(prepared.roles)
     ]
-    if prepared.labels is not None:
+    if prepared.labels is not None and "label" in prepared.columns:  # not for teacher-computed labels
         stats.append(_summary(prepared.columns["label"], source, prepared.labels[:n], tokens=False))
     return stats
 

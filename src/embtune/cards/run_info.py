@@ -108,6 +108,7 @@ class RunInfo:
     best_step: int | None = None  # the step of the saved (best) checkpoint, bold in the logs
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
     tags: list[str] = field(default_factory=list)
+    data_report: list[str] = field(default_factory=list)  # the data report's summary line and its warnings
 
     def losses(self) -> list[LossInfo]:
         """Every loss over the training datasets (wrapped ones included), first occurrence of each name."""

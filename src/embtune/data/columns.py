@@ -104,7 +104,8 @@ def check_roles_for(roles: ColumnRoles, needs: NeedsRoles, path: object = None) 
         check_roles(needs, roles.text_roles, len(roles.negatives), has_label=roles.label is not None)
     except EmbtuneError as exc:
         raise EmbtuneError(f"{prefix}{exc}") from None
-    if roles.positive is not None and "positive" not in needs.required_roles:
+    readable = (*needs.required_roles, *getattr(needs, "optional_roles", ()))
+    if roles.positive is not None and "positive" not in readable:
         raise EmbtuneError(
             f"{prefix}{needs.name} reads only {', '.join(needs.required_roles)}, but datasets[].columns maps positive: "
             f"{roles.positive!r}; remove it or pick a loss that uses pairs"

@@ -20,6 +20,8 @@ from .cached import CachedMultipleNegativesRankingLoss
 from .contrastive import ContrastiveLoss, OnlineContrastiveLoss
 from .cosent import CoSENTLoss
 from .cosine_similarity import CosineSimilarityLoss
+from .distill import DistillKLDivLoss, MarginMSELoss, MSELoss
+from .gist import CachedGISTEmbedLoss, GISTEmbedLoss
 from .in_batch import MultipleNegativesRankingLoss, MultipleNegativesSymmetricRankingLoss
 from .matryoshka import MatryoshkaLoss
 from .triplet import TripletLoss
@@ -46,6 +48,16 @@ LOSSES: dict[str, type] = {
     "OnlineContrastiveLoss": OnlineContrastiveLoss,
     "matryoshka": MatryoshkaLoss,
     "MatryoshkaLoss": MatryoshkaLoss,
+    "mse": MSELoss,
+    "MSELoss": MSELoss,
+    "margin_mse": MarginMSELoss,
+    "MarginMSELoss": MarginMSELoss,
+    "distill_kl_div": DistillKLDivLoss,
+    "DistillKLDivLoss": DistillKLDivLoss,
+    "gist": GISTEmbedLoss,
+    "GISTEmbedLoss": GISTEmbedLoss,
+    "cached_gist": CachedGISTEmbedLoss,
+    "CachedGISTEmbedLoss": CachedGISTEmbedLoss,
 }
 
 
@@ -129,10 +141,15 @@ def build_loss(name: str, *, allow_custom_code: bool | None = None, **params: An
 
 __all__ = [
     "LOSSES",
+    "CachedGISTEmbedLoss",
     "CachedMultipleNegativesRankingLoss",
     "CoSENTLoss",
     "ContrastiveLoss",
     "CosineSimilarityLoss",
+    "DistillKLDivLoss",
+    "GISTEmbedLoss",
+    "MSELoss",
+    "MarginMSELoss",
     "LabelSpec",
     "Loss",
     "MatryoshkaLoss",

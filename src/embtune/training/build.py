@@ -5,6 +5,7 @@ Each function here is one setup step of ``loop.train``; none of them runs during
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..losses import build_loss
 from ..losses.base import Loss
 from ..models.embedding_model import EmbeddingModel
 from ..roles import RoleRequirements
+from ..teachers import attach_teacher_targets
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
 
 
@@ -75,14 +77,37 @@ def prepare_data(
     out = []
     for cfg in cfgs:
         loss = build_loss(cfg.loss.name, **dict(cfg.loss.params))
+        name = dataset_name(cfg.path, cfg.name)
+        if cfg.negatives is not None and cfg.negatives.mine is not None:
+            cfg = with_mined_negatives(cfg, name, loss, model, cache_dir)
         roles = ColumnRoles(cfg.columns.anchor, cfg.columns.positive, list(cfg.columns.negatives), cfg.columns.label)
 
         needs = RoleRequirements.of(loss)
-        name = dataset_name(cfg.path, cfg.name)
         train = _prepare(cfg, roles, needs, cfg.path, name, model, cache_dir, global_batch_size)
         evaluation = _prepare(cfg, roles, needs, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
+        for prepared in (train, evaluation):  # distillation targets / guide embeddings, computed once, cached
+            if prepared is not None:
+                attach_teacher_targets(prepared, loss, cache_dir, cfg.template, cfg.format)
         out.append(TrainData(cfg, loss, train, evaluation))
     return out
+
+
+def with_mined_negatives(cfg: DatasetCfg, name: str, loss: Loss, model: EmbeddingModel, cache_dir: Path) -> DatasetCfg:
+    """``cfg`` pointing at its mined file (mined now, or reused from the cache) with the negative columns."""
+    from ..mining.cached import mined_columns, mined_file
+
+    opts = cfg.negatives.mine
+    source = cfg.path
+    miner = opts.model or model
+    path, stats = mined_file(source, cfg.columns.anchor, cfg.columns.positive, opts, miner, cache_dir,
+                             cfg.max_rows, model_name=opts.model or getattr(model, "source", None))
+    if stats is not None:
+        print(f"embtune: mined {stats['rows']} rows with hard negatives for {name!r} in {stats['seconds']:.1f}s "
+              f"(mean score positive {stats['mean_positive_score']:.3f}, negative {stats['mean_negative_score'] or 0:.3f})")
+    label = "scores" if opts.scores and loss.label is not None and cfg.columns.label is None else cfg.columns.label
+    columns = dataclasses.replace(cfg.columns, negatives=mined_columns(opts), label=label)
+    return dataclasses.replace(cfg, path=str(path), name=name, format="jsonl", max_rows=None, columns=columns,
+                               template=None, negatives=None)
 
 
 def _prepare(

@@ -67,7 +67,8 @@ def check_output_dir(output_dir: Path, ours: bool, overwrite: bool) -> None:
         raise EmbtuneError(f"{output_dir}: is a file, not a folder; set args.output_dir to a new or empty folder")
     if ours or overwrite or not output_dir.is_dir():
         return
-    foreign = sorted(p.name for p in output_dir.iterdir() if p.name != ".cache")
+    # .cache and the data report (written before training, also by a run the report stopped) are ours too
+    foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in (".cache", "data_report.json"))
     if foreign:
         raise EmbtuneError(
             f"{output_dir}: exists and holds files that are not an embtune run ({', '.join(foreign[:3])}"

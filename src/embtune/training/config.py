@@ -19,6 +19,8 @@ from typing import Any
 from ..data.sources import dataset_name
 from ..errors import EmbtuneError
 from ..evaluation.registry import EVALUATORS
+from ..mining.options import MineOptions
+from ..report.options import DataChecks
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 STRATEGIES = ("no", "steps", "epoch")
@@ -98,6 +100,16 @@ class ColumnsCfg:
 
 
 @dataclass
+class NegativesCfg:
+    """Where a dataset's hard negatives come from: ``mine`` them with a model before training (once, cached).
+
+    ``mine.model`` empty means the base model of the run; see ``embtune.mining.MineOptions`` for the options.
+    """
+
+    mine: MineOptions | None = None
+
+
+@dataclass
 class DatasetCfg:
     """One training dataset and the loss trained on it.
 
@@ -111,6 +123,7 @@ class DatasetCfg:
         loss: the loss for this dataset's batches.
         max_rows: use only the first rows.
         eval_path: a held-out file with the same columns; its loss is logged as validation loss.
+        negatives: ``{mine: {num: 3, ...}}`` mines hard negatives for the (anchor, positive) pairs.
     """
 
     path: str = ""
@@ -122,8 +135,17 @@ class DatasetCfg:
     loss: LossCfg = field(default_factory=LossCfg)
     max_rows: int | None = None
     eval_path: str | None = None
+    negatives: NegativesCfg | None = None
 
     def __post_init__(self) -> None:
+        if self.negatives is not None and self.negatives.mine is not None:
+            if self.columns.negatives:
+                raise EmbtuneError(
+                    "datasets[].negatives.mine: the negatives are mined, so columns.negatives must be empty; "
+                    "remove one of them"
+                )
+            if self.columns.positive is None:
+                raise EmbtuneError("datasets[].negatives.mine needs (anchor, positive) pairs; set columns.positive")
         if not self.path:
             raise EmbtuneError("datasets[].path: every dataset needs a path (a data file or a saved dataset folder)")
         if self.max_rows is not None and self.max_rows < 1:
@@ -334,6 +356,7 @@ class TrainConfig:
     datasets: list[DatasetCfg] = field(default_factory=list)
     eval: EvalCfg = field(default_factory=EvalCfg)
     args: TrainArgs = field(default_factory=TrainArgs)
+    checks: DataChecks = field(default_factory=DataChecks)  # the data report before training
 
     def __post_init__(self) -> None:
         if not self.datasets:

@@ -34,6 +34,7 @@ from ..errors import EmbtuneError
 from ..evaluation import run_evaluators
 from ..losses.base import Loss, ModelLoss
 from ..models.embedding_model import EmbeddingModel
+from ..report.run import REPORT_FILE, report_before_training
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
@@ -52,7 +53,7 @@ from .preflight import preflight
 from .rollback import LOG_FILE, FreshStart, undo_on_failure
 from .run_info import write_card
 
-PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
+PRESERVED = ("checkpoints", LOG_FILE, ".cache", REPORT_FILE)  # kept in output_dir when the final model replaces it
 
 
 @dataclass
@@ -134,6 +135,8 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     guards.check_metric_name(args, data, evaluators)  # a misspelt metric fails now, not after the first eval
     guards.check_first_batches(model, data, args.per_device_train_batch_size, device)
     fingerprint = run_fingerprint(data, args, total_steps)
+    if resume_from is None:  # rank 0 prints a brief data report and writes it in full; every rank may stop here
+        report_before_training(data, evaluators, config, model.tokenizer, cache_dir, output_dir)
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)

@@ -6,6 +6,7 @@ the card is one warning line, never an exception, so a card bug can never cost t
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,22 @@ def run_info(
         hyperparameters_non_default=config.args.non_default(),
         log_rows=list(state.log),
         best_step=int(best.rsplit("-", 1)[1]) if best else None,
+        data_report=data_report_lines(Path(config.args.output_dir)),
     )
+
+
+def data_report_lines(output_dir: Path) -> list[str]:
+    """The data report's summary and its warnings/errors, from the JSON ``train`` wrote before training."""
+    from ..report.run import REPORT_FILE
+
+    path = output_dir / REPORT_FILE
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    lines = [raw["summary"].split(" -> ")[0] + f" (full report: {REPORT_FILE})"]
+    for d in raw["datasets"]:
+        lines += [f"{d['name']} ({d['split']}): {f['message']}" for f in d["findings"] if f["severity"] != "info"]
+    return lines
 
 
 def loss_info(loss: Loss) -> LossInfo:
