@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # torch first and pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-dev demo test lint bench clean
+.PHONY: setup setup-dev demo test lint bench bench-env clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,24 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests bench
 
-bench: $(VENV)/.dev
-	$(PY) bench/encode.py
+# The benchmark peers (sentence-transformers with its ONNX and OpenVINO backends) pin an older transformers and
+# sentence-transformers than the dev extra, so they live in their own venv, with embtune installed editable.
+BENCH_VENV ?= .venv-bench
+BPY := $(BENCH_VENV)/bin/python
+
+$(BENCH_VENV)/.bench: pyproject.toml
+	test -x $(BPY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BPY) -m pip install -q --upgrade pip
+	$(BPY) -m pip install -q $(TORCH)
+	# the peers first, alone (resolving them together with embtune's own pins backtracks for minutes), then embtune
+	$(BPY) -m pip install -q 'sentence-transformers[onnx,openvino]>=5' $(TORCH)
+	$(BPY) -m pip install -q -e '.[model,bench]' $(TORCH)
+	touch $@
+
+bench-env: $(BENCH_VENV)/.bench
+
+bench: $(BENCH_VENV)/.bench
+	$(BPY) bench/encode.py
 
 clean:
-	rm -rf $(VENV) output .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) output .pytest_cache

@@ -24,6 +24,7 @@ from ..losses import build_loss
 from ..losses.base import Loss
 from ..models.embedding_model import EmbeddingModel
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
+from .freeze import apply_freeze
 
 
 def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel:
@@ -32,6 +33,12 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
     A folder without ``modules.json`` is a plain Hugging Face encoder: it gets ``cfg.pooling`` and
     ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
     """
+    model = _load_model(cfg, checkpoint)
+    apply_freeze(model.transformer, cfg.freeze)  # frozen parameters: requires_grad=False, so not in the optimizer
+    return model
+
+
+def _load_model(cfg: ModelCfg, checkpoint: Path | None) -> EmbeddingModel:
     opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
     if checkpoint is not None:
         model = EmbeddingModel.load(checkpoint, **opts)

@@ -42,6 +42,7 @@ from .build import TrainData, build_evaluators, build_model, build_sampler, eval
 from .config import TrainArgs, TrainConfig
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
+from .rowwise import clip_grad_norm
 from .run_info import build_run_info, write_card
 
 LOG_FILE = "training_log.jsonl"
@@ -299,7 +300,7 @@ def _optimizer_step(
         dist.average_gradients(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
+    norm = clip_grad_norm(params, max_grad_norm if max_grad_norm > 0 else math.inf)  # sparse grads too
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
