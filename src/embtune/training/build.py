@@ -145,7 +145,11 @@ def eval_batches(prepared: PreparedDataset, batch_size: int):
 def build_evaluators(cfgs: list[EvaluatorCfg], cache_dir: Path, batch_size: int) -> list[Any]:
     """Evaluators from config: each reads its file once (``evaluation.evaluator_from_file``)."""
     from ..evaluation import evaluator_from_file
+    from ..evaluation.base import EVAL_BATCH_SIZE
 
+    # per_device_eval_batch_size (HF default 8) sizes validation-loss batches, where it changes the loss; the
+    # evaluators' metrics do not depend on their encode batch, so they use at least EVAL_BATCH_SIZE (speed)
+    batch_size = max(batch_size, EVAL_BATCH_SIZE)
     return [
         evaluator_from_file(
             cfg.kind,
