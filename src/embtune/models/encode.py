@@ -101,6 +101,15 @@ def _runner(model, dtype: torch.dtype | str) -> tuple[nn.Module, contextlib.Abst
     return cache.get(model, dtype), torch.autocast(device_type=model.device.type, dtype=dtype)
 
 
+def _compute_dtype(precision: str, device: torch.device) -> torch.dtype | str:
+    """The compute dtype for ``precision`` on ``device``; ``"int8"`` (CPU only) for int8 Linear layers."""
+    if precision != "int8":
+        return resolve_precision(precision, device)
+    if device.type != "cpu":
+        raise EmbtuneError(f"precision='int8' runs on CPU only; the model is on {device}; use bf16 or fp16 there")
+    return "int8"
+
+
 def encode_texts(
     model,
     texts: str | Sequence[str],
@@ -131,9 +140,7 @@ def encode_texts(
     if device is not None and torch.device(device) != model.device:
         model.to(device)
     run_device = model.device
-    if precision == "int8" and run_device.type != "cpu":
-        raise EmbtuneError(f"precision='int8' runs on CPU only; the model is on {run_device}; use bf16 or fp16 there")
-    dtype = "int8" if precision == "int8" else resolve_precision(precision, run_device)
+    dtype = _compute_dtype(precision, run_device)
 
     out = torch.empty((len(items), dim), dtype=torch.float32)
     if items:
