@@ -1,4 +1,4 @@
-"""prepare_dataset: tokenized once, cached on disk and reused; statistics and samples for model cards."""
+"""prepare_dataset: tokenized once, cached on disk and reused."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from torch import Tensor
 from transformers import AutoTokenizer
 
 from embtune.data import ColumnRoles, DatasetSpec, DataWarning, prepare_dataset
-from embtune.data.samplers import hash_texts
+from embtune.data.hashing import hash_texts
 from embtune.errors import EmbtuneError
-from embtune.losses.base import LabelSpec
+from embtune.roles import LabelSpec, RoleRequirements
 
 
 class ScoredLoss:
@@ -75,13 +75,13 @@ def test_second_prepare_hits_the_cache(
     tmp_path: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = DatasetSpec(_csv(tmp_path), ColumnRoles("q", "p", label="score"))
-    first = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
+    first = _quiet(spec, tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
 
     def not_called(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the tokenizer was called although the cache is valid")
 
     monkeypatch.setattr(type(tokenizer), "__call__", not_called)
-    again = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
+    again = _quiet(spec, tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
     assert again.cache_dir == first.cache_dir
     assert again.tokens["positive"] == first.tokens["positive"]
     np.testing.assert_array_equal(again.lengths, first.lengths)
@@ -124,21 +124,6 @@ def test_truncation_and_duplicates_are_warned_with_counts(tmp_path: Path, tokeni
     assert prepared.lengths[:, 0].tolist() == [4, 5, 4]
 
 
-def test_statistics_and_samples_on_a_hand_checked_dataset(tmp_path: Path, tokenizer: Any) -> None:
-    spec = DatasetSpec(_csv(tmp_path), ColumnRoles("q", "p", label="score"), max_rows=3)
-    prepared = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
-    stats = prepared.statistics()
-    # "the cat" / "the big dog" / "a cat" → 2, 3, 2 words + [CLS] [SEP]
-    assert stats["q"] == {"role": "anchor", "type": "string", "min": 4, "mean": 4.33, "max": 5}
-    assert stats["p"] == {"role": "positive", "type": "string", "min": 4, "mean": 4.0, "max": 4}
-    assert stats["score"] == {"role": "label", "type": "float", "min": 0.0, "mean": 0.5, "max": 1.0}
-    assert prepared.statistics(max_rows=1)["q"]["max"] == 4
-    assert prepared.samples(2) == [
-        {"q": "the cat", "p": "a dog", "score": 0.0},
-        {"q": "the big dog", "p": "a cat", "score": 0.5},
-    ]
-
-
 def test_dict_records_render_through_the_template(tmp_path: Path, tokenizer: Any) -> None:
     rows = [
         {
@@ -155,19 +140,9 @@ def test_dict_records_render_through_the_template(tmp_path: Path, tokenizer: Any
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = DatasetSpec(path, ColumnRoles("a", "b", label="s"), template="{page_name}: {text}", name="cbs")
-    prepared = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
+    prepared = _quiet(spec, tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
     assert prepared.name == "cbs"
     assert prepared.tokens["anchor"][0] == tokenizer("cat: the dog")["input_ids"]
-    assert prepared.samples(1) == [{"a": "cat: the dog", "b": "sea: a car", "s": 1}]
-    stats = prepared.statistics()
-    assert stats["a"] == {
-        "role": "anchor",
-        "type": "dict",
-        "min": 6,
-        "mean": 6.0,
-        "max": 6,
-    }  # on rendered text
-    assert stats["s"]["type"] == "int"
     bad = DatasetSpec(
         path, ColumnRoles("a", "b", label="s"), template={"anchor": "{title}", "positive": "{text}"}
     )
@@ -185,7 +160,7 @@ def test_prepare_checks_columns_loss_and_batch_size(tmp_path: Path, tokenizer: A
     ):
         _quiet(DatasetSpec(path, ColumnRoles("q", "answer")), tokenizer, 16, tmp_path)
     with pytest.raises(EmbtuneError, match="FakeScoredLoss needs a label column"):
-        _quiet(DatasetSpec(path, ColumnRoles("q", "p")), tokenizer, 16, tmp_path, loss=ScoredLoss())
+        _quiet(DatasetSpec(path, ColumnRoles("q", "p")), tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
     with pytest.raises(EmbtuneError, match=r"has 3 rows, fewer than one batch \(4\)"):
         _quiet(DatasetSpec(path, ColumnRoles("q", "p")), tokenizer, 16, tmp_path, batch_size=4)
     with pytest.raises(EmbtuneError, match="prompt: unknown role 'query'"):
@@ -193,5 +168,5 @@ def test_prepare_checks_columns_loss_and_batch_size(tmp_path: Path, tokenizer: A
     with pytest.raises(EmbtuneError, match=r"data row 2 \(1-based\), column 'score': label 2 is outside"):
         bad = _csv(tmp_path, "q,p,score\nthe cat,a dog,0\nthe dog,a cat,2\n")
         _quiet(
-            DatasetSpec(bad, ColumnRoles("q", "p", label="score")), tokenizer, 16, tmp_path, loss=ScoredLoss()
+            DatasetSpec(bad, ColumnRoles("q", "p", label="score")), tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss())
         )

@@ -1,6 +1,6 @@
 """Load, check, render and tokenize one training dataset once; cache the token ids on disk as Arrow.
 
-``prepare_dataset`` runs, in order: ``load_table`` → ``check_columns`` / ``check_roles_for_loss`` →
+``prepare_dataset`` runs, in order: ``load_table`` → ``check_columns`` / ``check_roles_for`` →
 ``validate_table`` → (cache hit, or render + tokenize in batches and write the cache). The cache entry lives in
 ``<cache_dir>/prepared/<name>-<key>/`` and is keyed by everything that changes the token ids: the source
 file fingerprint, the tokenizer fingerprint (class + tokenizer.json content), max_seq_length, templates,
@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import EmbtuneError
-from ..losses.base import Loss
-from .columns import ColumnRoles, check_columns, check_roles_for_loss
+from ..roles import NeedsRoles
+from ..utils.atomic import atomic_dir
+from .columns import ColumnRoles, check_columns, check_roles_for
+from .hashing import hash_texts
 from .render import PerRole, check_per_role, column_kind, for_role, render_column
-from .samplers import hash_texts
-from .sources import file_fingerprint, load_table, split_path
+from .sources import dataset_name, file_fingerprint, load_table, split_path
 from .validate import (
     check_texts,
     count_duplicate_rows,
@@ -39,7 +39,6 @@ from .validate import (
 
 _CACHE_VERSION = 1
 _BATCH_ROWS = 1000  # rows rendered and tokenized per tokenizer call
-STATISTICS_ROWS = 1000  # model cards describe the first 1000 rows, as sentence-transformers does
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ class DatasetSpec:
 
     @property
     def display_name(self) -> str:
-        """``name``, or the file name without extension (or split suffix)."""
-        return self.name or split_path(self.path)[0].stem
+        """``name``, or the file name without extension (or split suffix): ``sources.dataset_name``."""
+        return dataset_name(self.path, self.name)
 
 
 @dataclass
@@ -111,8 +110,6 @@ class PreparedDataset:
     uses_token_type_ids: bool
     max_seq_length: int
     cache_dir: Path
-    spec: DatasetSpec = field(repr=False)
-    source: pa.Table = field(repr=False)
 
     @property
     def num_rows(self) -> int:
@@ -124,53 +121,12 @@ class PreparedDataset:
         """The memory-mapped Arrow table behind ``tokens`` (collate takes rows from it)."""
         return self.tokens.data.table
 
-    def statistics(self, max_rows: int = STATISTICS_ROWS) -> dict[str, dict[str, Any]]:
-        """Per source column, over the first ``max_rows`` rows: type and min/mean/max.
-
-        Text columns give ``{"role", "type": "string"|"dict", "min", "mean", "max"}`` in tokens (as the model
-        sees them: rendered, prompt and special tokens included, truncated); the label column gives the same
-        keys over the label values (type "float"/"int"/"bool"/"list"). Means are rounded to 2 decimals.
-        """
-        stats: dict[str, dict[str, Any]] = {}
-        n = min(max_rows, self.num_rows)
-        for j, role in enumerate(self.roles):
-            column = self.columns[role]
-            counts = self.lengths[:n, j]
-            stats[column] = {
-                "role": role,
-                "type": column_kind(self.source.schema.field(column).type),
-                **_summary(counts, integer=True),
-            }
-        if self.labels is not None:
-            column = self.columns["label"]
-            stats[column] = {
-                "role": "label",
-                "type": column_kind(self.source.schema.field(column).type),
-                **_summary(self.labels[:n], integer=False),
-            }
-        return stats
-
-    def samples(self, n: int = 3) -> list[dict[str, Any]]:
-        """The first ``n`` rows as column → rendered text (templates applied, prompts not) or label value."""
-        head = self.source.slice(0, n)
-        rows: list[dict[str, Any]] = [{} for _ in range(head.num_rows)]
-        for role in self.roles:
-            column = self.columns[role]
-            template = for_role(self.spec.template, role)
-            texts = _render(head.column(column), column, template, self.path)
-            for row, text in zip(rows, texts, strict=True):
-                row[column] = text
-        if "label" in self.columns:
-            for row, value in zip(rows, head.column(self.columns["label"]).to_pylist(), strict=True):
-                row[self.columns["label"]] = value
-        return rows
-
 
 def prepare_dataset(
     spec: DatasetSpec,
     tokenizer: Any,
     max_seq_length: int,
-    loss: Loss | None = None,
+    needs: NeedsRoles | None = None,
     cache_dir: str | os.PathLike[str] = ".embtune_cache",
     batch_size: int | None = None,
 ) -> PreparedDataset:
@@ -180,7 +136,8 @@ def prepare_dataset(
         spec: the dataset.
         tokenizer: a Hugging Face tokenizer (a fast one: its overflow info gives the truncation count).
         max_seq_length: texts are truncated to this many tokens, special tokens included.
-        loss: when given, the roles and labels are checked against what it reads.
+        needs: what the loss reads (``roles.RoleRequirements.of(loss)``); when given, the roles and labels
+            are checked against it.
         cache_dir: root of the on-disk cache (parsed tables under ``tables/``, tokens under ``prepared/``).
         batch_size: when given, fewer rows than one batch is an error.
 
@@ -203,13 +160,13 @@ def prepare_dataset(
 
     roles = spec.columns
     check_columns(roles, table.column_names, path)
-    if loss is not None:
-        check_roles_for_loss(roles, loss, path)
+    if needs is not None:
+        check_roles_for(roles, needs, path)
     role_names = list(roles.text_roles)
     check_per_role(spec.template, role_names, f"{path}: template")
     check_per_role(spec.prompt, role_names, f"{path}: prompt")
     validate_table(
-        table, roles, label_spec=loss.label if loss is not None else None, path=path, batch_size=batch_size
+        table, roles, label_spec=needs.label if needs is not None else None, path=path, batch_size=batch_size
     )
 
     pad_id = tokenizer.pad_token_id
@@ -245,8 +202,6 @@ def prepare_dataset(
         uses_token_type_ids="token_type_ids" in getattr(tokenizer, "model_input_names", ()),
         max_seq_length=max_seq_length,
         cache_dir=entry,
-        spec=spec,
-        source=table,
     )
 
 
@@ -288,14 +243,15 @@ def _cache_key(spec: DatasetSpec, tokenizer: Any, max_seq_length: int) -> str:
 def _build_entry(
     entry: Path, table: pa.Table, spec: DatasetSpec, tokenizer: Any, max_seq_length: int, path: Path
 ) -> None:
-    """Render and tokenize in batches, stream the ids into ``tokens.arrow``; write arrays and meta last."""
+    """Render and tokenize in batches, stream the ids into ``tokens.arrow``; write arrays and meta last.
+
+    The entry appears in one rename. When two processes (DDP ranks) build the same entry, the last one
+    replaces an identical folder; a rank that already memory-mapped the first keeps its open files.
+    """
     text_roles = spec.columns.text_roles
     schema = pa.schema([(role, pa.list_(pa.int32())) for role in text_roles])
-    partial = entry.with_name(f"{entry.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     lengths, keys, truncated = [], [], 0
-    try:
+    with atomic_dir(entry) as partial:  # a crash never leaves a half-written entry; another rank may win
         with (
             pa.OSFile(str(partial / "tokens.arrow"), "wb") as sink,
             pa.ipc.new_stream(sink, schema) as writer,
@@ -330,16 +286,6 @@ def _build_entry(
         (partial / "meta.json").write_text(
             json.dumps({"truncated_count": truncated, "num_rows": table.num_rows})
         )
-        if (entry / "meta.json").exists():
-            return  # another process (e.g. a DDP rank) finished the same entry first; it may be mapped
-        shutil.rmtree(entry, ignore_errors=True)  # a stale entry without meta.json (interrupted run)
-        try:
-            os.replace(partial, entry)
-        except OSError:
-            if not (entry / "meta.json").exists():
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _render(values: pa.Array, column: str, template: str | None, path: Path, first_row: int = 0) -> list[str]:
@@ -371,13 +317,3 @@ def _tokenize(texts: list[str], tokenizer: Any, max_seq_length: int) -> tuple[pa
     np.cumsum(counts, out=offsets[1:])
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), n_cut
-
-
-def _summary(values: np.ndarray, integer: bool) -> dict[str, Any]:
-    if values.size == 0:
-        return {"min": None, "mean": None, "max": None}
-    flat = values.astype(np.float64).ravel()
-    low, high = flat.min(), flat.max()
-    if integer:
-        return {"min": int(low), "mean": round(float(flat.mean()), 2), "max": int(high)}
-    return {"min": float(low), "mean": round(float(flat.mean()), 2), "max": float(high)}
