@@ -9,7 +9,7 @@ from torch import nn
 
 from embtune import EmbeddingModel, EmbtuneError
 from embtune.cli import main
-from embtune.models.int8 import Int8Linear, quantize_linears
+from embtune.models.int8 import FLOAT_LINEARS, Int8Linear, quantize_linears
 
 TEXTS = ["the red cat and the dog", "a small house by the river", "people play music at night",
          "the old teacher reads a book", "fast cars on the city road", "a happy child drinks water"]
@@ -35,10 +35,13 @@ def test_int8_linear_is_close_to_the_float_linear(rows):
 
 def test_quantize_linears_replaces_every_supported_linear(tiny_bert_dir):
     model = EmbeddingModel.from_transformer(tiny_bert_dir)
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    supported = [m for m in linears if m.in_features % 8 == 0 and m.out_features % 8 == 0]
-    assert quantize_linears(model) == len(supported) > 0
-    assert sum(isinstance(m, Int8Linear) for m in model.modules()) == len(supported)
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    supported = {n for n, m in linears.items() if m.in_features % 8 == 0 and m.out_features % 8 == 0}
+    expected = {n for n in supported if n.rsplit(".", 1)[-1] not in FLOAT_LINEARS}
+    assert any(n.endswith(".query") for n in supported)  # attention projections exist and stay float
+    assert quantize_linears(model) == len(expected) > 0
+    assert {n for n, m in model.named_modules() if isinstance(m, Int8Linear)} == expected
+    assert all(isinstance(dict(model.named_modules())[n], nn.Linear) for n in supported - expected)
 
 
 def test_int8_encode_is_float32_and_close_to_fp32(tiny_bert_dir):
