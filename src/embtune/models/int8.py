@@ -5,7 +5,7 @@ per row (per token) at run time from their own absolute maximum, so no calibrati
 int8 x int8 -> int32 product runs in ``torch._int_mm`` (oneDNN: AMX-int8 tiles or VNNI), then is rescaled to
 float with the two scales and the bias added in float. Attention's query/key/value projections and
 everything that is not a Linear (embeddings, layer norms, softmax, attention products, pooling,
-normalization) stay in float: bf16 matmuls under autocast where the CPU is fast at bf16, else fp32.
+normalization) stay in fp32 (in bf16 the worst cosine to fp32 on STS-B test drops from 0.991 to 0.989).
 """
 
 from __future__ import annotations
