@@ -78,7 +78,7 @@ def step_times(mode: str) -> dict[str, float]:
     out = {k: round(statistics.median(v), 4) for k, v in phases.items()}
     out["step"] = round(sum(out.values()), 4)
     out["trainable_parameters"] = sum(p.numel() for p in params)
-    out["optimizer"] = type(optimizer).__name__
+    out["optimizer_class"] = type(optimizer).__name__
     return out
 
 
