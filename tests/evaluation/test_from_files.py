@@ -17,6 +17,7 @@ from embtune.evaluation import (
     TripletEvaluator,
     evaluator_from_file,
 )
+from embtune.evaluation.base import EVAL_BATCH_SIZE
 from embtune.models.embedding_model import EmbeddingModel
 from embtune.training.build import build_evaluators
 from embtune.training.config import EvaluatorCfg
@@ -130,7 +131,9 @@ def test_recipe_build_evaluators_goes_through_evaluator_from_file(model, tmp_pat
                        params={"main_similarity": "dot"}, max_rows=5)
     [ev] = build_evaluators([cfg], tmp_path / "cache", batch_size=3)
     direct = evaluator_from_file("sts", path, columns=cfg.columns, name="dev", params=cfg.params, max_rows=5)
-    assert ev.batch_size == 3 and ev.primary_metric == "dev_spearman_dot"
+    # per_device_eval_batch_size sizes validation-loss batches; evaluators encode at least EVAL_BATCH_SIZE texts
+    assert ev.batch_size == EVAL_BATCH_SIZE and ev.primary_metric == "dev_spearman_dot"
+    assert build_evaluators([cfg], tmp_path / "cache", batch_size=512)[0].batch_size == 512
     assert ev(model) == direct(model)
 
 

@@ -19,6 +19,7 @@ from ..errors import EmbtuneError
 from ..similarity import canonical_name, similarity_fn
 from . import metrics as M
 from .base import (
+    EVAL_BATCH_SIZE,
     Encoder,
     check_batch_size,
     check_similarity_names,
@@ -78,7 +79,7 @@ class InformationRetrievalEvaluator:
         ndcg_at_k: Sequence[int] = (10,),
         map_at_k: Sequence[int] = (100,),
         corpus_chunk_size: int = 50_000,
-        batch_size: int = 32,
+        batch_size: int = EVAL_BATCH_SIZE,
         query_prompt: str | None = None,
         corpus_prompt: str | None = None,
         show_progress_bar: bool = False,

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import EmbtuneError
 from ..similarity import canonical_name, pairwise_fn
 from .base import (
+    EVAL_BATCH_SIZE,
     Encoder,
     check_batch_size,
     check_same_length,
@@ -60,7 +61,7 @@ class EmbeddingSimilarityEvaluator:
         name: str = "",
         similarity_fn_names: Sequence[str] = DEFAULT_SIMILARITIES,
         main_similarity: str | None = None,
-        batch_size: int = 32,
+        batch_size: int = EVAL_BATCH_SIZE,
         prompt: str | None = None,
         show_progress_bar: bool = False,
     ) -> None:

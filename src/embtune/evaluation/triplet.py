@@ -8,6 +8,7 @@ from typing import ClassVar
 from ..errors import EmbtuneError
 from ..similarity import canonical_name, pairwise_fn
 from .base import (
+    EVAL_BATCH_SIZE,
     Encoder,
     check_batch_size,
     check_same_length,
@@ -59,7 +60,7 @@ class TripletEvaluator:
         similarity_fn_names: Sequence[str] = DEFAULT_SIMILARITIES,
         main_similarity: str | None = None,
         margin: float | dict[str, float] = 0.0,
-        batch_size: int = 32,
+        batch_size: int = EVAL_BATCH_SIZE,
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         show_progress_bar: bool = False,

@@ -252,7 +252,8 @@ class EmbeddingModel(nn.Module):
             max_batch_tokens: cap on rows x padded length per batch, so batches of long texts stay small.
             normalize: L2-normalize the output (models with a Normalize module already are).
             prompt / prompt_name: text prepended to every input, or the name of one of ``self.prompts``.
-            precision: "auto" (bf16 where the hardware is fast at it, else fp32), "bf16", "fp16", "fp32".
+            precision: "auto" (bf16 where the hardware is fast at it, else fp32), "bf16", "fp16", "fp32",
+                or "int8" (CPU: Linear layers as int8 matmuls, quantized on the fly; no calibration data).
                 The output is float32 in every case.
             quantize: None, "int8", "uint8", "binary" or "ubinary" (packed bits, as ST's quantize_embeddings).
             truncate_dim: keep the first k dimensions (Matryoshka models), before normalizing.

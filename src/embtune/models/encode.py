@@ -2,7 +2,8 @@
 
 Speed comes from (1) tokenizing every text in one Rust call, (2) batching texts of similar length so
 padding is small, (3) bf16 on hardware with native bf16 matmuls, through a copy whose Linear weights are bf16 (made once,
-refreshed only when the fp32 weights change), so no per-call weight casts are paid.
+refreshed only when the fp32 weights change), so no per-call weight casts are paid. ``precision="int8"``
+runs a copy whose Linear layers are int8 matmuls (``models/int8.py``); pooling and normalization stay float.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class _LowPrecisionCache:
         self.key: tuple | None = None
         self.copy: nn.Module | None = None
 
-    def get(self, module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    def get(self, module: nn.Module, dtype: torch.dtype | str) -> nn.Module:
+        """The copy for ``dtype`` (a float dtype, or ``"int8"`` for int8 Linear layers)."""
         import copy
 
         key = (dtype, _weights_fingerprint(module), next(module.parameters()).device)
@@ -75,21 +77,37 @@ class _LowPrecisionCache:
             module.__dict__.pop("_lowp_cache", None)  # do not deep-copy the cache into the copy
             replica = copy.deepcopy(module).eval()
             module.__dict__["_lowp_cache"] = self
-            for sub in replica.modules():
-                if isinstance(sub, nn.Linear):
-                    sub.to(dtype)
+            if dtype == "int8":
+                from .int8 import quantize_linears
+
+                quantize_linears(replica)  # the Linear layers it keeps in float stay fp32
+            else:
+                for sub in replica.modules():
+                    if isinstance(sub, nn.Linear):
+                        sub.to(dtype)
             for p in replica.parameters():
                 p.requires_grad_(False)
             self.copy, self.key = replica, key
         return self.copy
 
 
-def _runner(model, dtype: torch.dtype) -> tuple[nn.Module, contextlib.AbstractContextManager]:
-    """The module to call and the context to call it in, for a compute dtype."""
+def _runner(model, dtype: torch.dtype | str) -> tuple[nn.Module, contextlib.AbstractContextManager]:
+    """The module to call and the context to call it in, for a compute dtype (or ``"int8"``)."""
     if dtype == torch.float32:
         return model, contextlib.nullcontext()
     cache = model.__dict__.setdefault("_lowp_cache", _LowPrecisionCache())
+    if dtype == "int8":  # float parts in fp32: with bf16 attention the worst STS-B cosine drops 0.991 -> 0.989
+        return cache.get(model, dtype), contextlib.nullcontext()
     return cache.get(model, dtype), torch.autocast(device_type=model.device.type, dtype=dtype)
+
+
+def _compute_dtype(precision: str, device: torch.device) -> torch.dtype | str:
+    """The compute dtype for ``precision`` on ``device``; ``"int8"`` (CPU only) for int8 Linear layers."""
+    if precision != "int8":
+        return resolve_precision(precision, device)
+    if device.type != "cpu":
+        raise EmbtuneError(f"precision='int8' runs on CPU only; the model is on {device}; use bf16 or fp16 there")
+    return "int8"
 
 
 def encode_texts(
@@ -122,7 +140,7 @@ def encode_texts(
     if device is not None and torch.device(device) != model.device:
         model.to(device)
     run_device = model.device
-    dtype = resolve_precision(precision, run_device)
+    dtype = _compute_dtype(precision, run_device)
 
     out = torch.empty((len(items), dim), dtype=torch.float32)
     if items:

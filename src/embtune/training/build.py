@@ -27,6 +27,7 @@ from ..models.embedding_model import EmbeddingModel
 from ..roles import RoleRequirements
 from ..teachers import attach_teacher_targets
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
+from .freeze import apply_freeze
 
 
 def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel:
@@ -35,6 +36,12 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
     A folder without ``modules.json`` is a plain Hugging Face encoder: it gets ``cfg.pooling`` and
     ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
     """
+    model = _load_model(cfg, checkpoint)
+    apply_freeze(model.transformer, cfg.freeze)  # frozen parameters: requires_grad=False, so not in the optimizer
+    return model
+
+
+def _load_model(cfg: ModelCfg, checkpoint: Path | None) -> EmbeddingModel:
     opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
     if checkpoint is not None:
         try:
@@ -172,7 +179,11 @@ def eval_batches(prepared: PreparedDataset, batch_size: int):
 def build_evaluators(cfgs: list[EvaluatorCfg], cache_dir: Path, batch_size: int) -> list[Any]:
     """Evaluators from config: each reads its file once (``evaluation.evaluator_from_file``)."""
     from ..evaluation import evaluator_from_file
+    from ..evaluation.base import EVAL_BATCH_SIZE
 
+    # per_device_eval_batch_size (HF default 8) sizes validation-loss batches, where it changes the loss; the
+    # evaluators' metrics do not depend on their encode batch, so they use at least EVAL_BATCH_SIZE (speed)
+    batch_size = max(batch_size, EVAL_BATCH_SIZE)
     return [
         evaluator_from_file(
             cfg.kind,

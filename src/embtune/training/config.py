@@ -26,6 +26,7 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 STRATEGIES = ("no", "steps", "epoch")
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates", "group_by_label")
 MULTI_DATASET_SAMPLERS = ("round_robin", "proportional")
+EMBEDDING_UPDATES = ("rowwise", "dense")
 
 
 def _choice(group: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -56,6 +57,26 @@ LIMITS = {"learning_rate": 1.0, "weight_decay": 10.0, "adam_epsilon": 1.0, "max_
 
 
 @dataclass
+class FreezeCfg:
+    """Parts of the encoder that do not train (``model.freeze``; ``freeze: [embeddings]`` is short for
+    ``freeze: {embeddings: true}``).
+
+    Args:
+        embeddings: freeze the embedding block (word, position and token-type tables and their LayerNorm).
+            Saves the backward and optimizer work of the word-embedding matrix; see the README for quality.
+        layers: freeze the first N encoder layers (0: none). Backward still runs through them unless
+            ``embeddings`` is frozen too.
+    """
+
+    embeddings: bool = False
+    layers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layers < 0:
+            raise EmbtuneError(f"model.freeze.layers must be >= 0, got {self.layers}")
+
+
+@dataclass
 class ModelCfg:
     """The base model, and how to compose one from a plain Hugging Face encoder folder.
 
@@ -64,6 +85,7 @@ class ModelCfg:
         pooling / normalize: used only when ``name`` is a plain HF encoder (no ``modules.json``).
         max_seq_length: truncate texts to this many tokens; None keeps the model's own setting.
         trust_remote_code / allow_pickle: security opt-ins, off by default.
+        freeze: parts of the encoder kept fixed (FreezeCfg).
     """
 
     name: str = "bundled:all-MiniLM-L6-v2"
@@ -72,6 +94,7 @@ class ModelCfg:
     max_seq_length: int | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    freeze: FreezeCfg = field(default_factory=FreezeCfg)
 
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 2:
@@ -197,6 +220,9 @@ class TrainArgs:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-08
+    # rowwise: large embedding matrices get sparse gradients and AdamW updates of the rows a batch uses only
+    # (training/rowwise.py says exactly what differs from dense AdamW); dense: plain AdamW on every row
+    embedding_updates: str = "rowwise"
     max_grad_norm: float = 1.0
     lr_scheduler_type: str = "linear"
     warmup_ratio: float = 0.0
@@ -243,6 +269,7 @@ class TrainArgs:
         _choice("args", "save_strategy", self.save_strategy, STRATEGIES)
         _choice("args", "batch_sampler", self.batch_sampler, BATCH_SAMPLERS)
         _choice("args", "multi_dataset_batch_sampler", self.multi_dataset_batch_sampler, MULTI_DATASET_SAMPLERS)
+        _choice("args", "embedding_updates", self.embedding_updates, EMBEDDING_UPDATES)
         if self.learning_rate < 0:
             raise EmbtuneError(f"args.learning_rate must be >= 0, got {self.learning_rate}")
         if not 0.0 <= self.warmup_ratio <= 1.0:

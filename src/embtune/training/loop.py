@@ -51,6 +51,7 @@ from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
 from .preflight import preflight
 from .rollback import LOG_FILE, FreshStart, undo_on_failure
+from .rowwise import clip_grad_norm
 from .run_info import write_card
 
 PRESERVED = ("checkpoints", LOG_FILE, ".cache", REPORT_FILE)  # kept in output_dir when the final model replaces it
@@ -334,7 +335,7 @@ def _optimizer_step(run: Run, params: list[nn.Parameter]) -> float:
         dist.average_gradients(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
+    norm = clip_grad_norm(params, max_grad_norm if max_grad_norm > 0 else math.inf)  # sparse grads too
     if scaler is None:  # (fp16's scaler skips steps with inf gradients by itself)
         guards.check_finite("gradient norm", norm)
     if scaler is not None:

@@ -7,7 +7,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_scheduler
 
+from ..utils import distributed as dist
 from .config import TrainArgs
+from .rowwise import RowwiseAdamW, rowwise_embeddings
 
 
 def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.AdamW:
@@ -16,7 +18,12 @@ def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.AdamW:
     Decaying them pulls normalisation gains towards 0 and brings nothing, which is why the Hugging Face
     trainer excludes them too. A parameter is excluded when its name ends in ``bias`` or it belongs to a
     LayerNorm module.
+
+    With ``args.embedding_updates == "rowwise"`` (single process), large embedding matrices switch to sparse
+    gradients and the optimizer is a ``RowwiseAdamW``: only the rows a batch uses are updated (see
+    ``training/rowwise.py`` for what differs from dense AdamW). DDP runs keep dense updates.
     """
+    rowwise = args.embedding_updates == "rowwise" and not dist.is_distributed() and bool(rowwise_embeddings(model))
     no_decay: set[str] = set()
     for module_name, module in model.named_modules():
         if isinstance(module, nn.LayerNorm) or "layernorm" in type(module).__name__.lower():
@@ -34,7 +41,7 @@ def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.AdamW:
     # all 22M parameters of a MiniLM: 77 -> 17 ms per step on 2 CPU cores (bench/train.py), as HF's default
     # optim="adamw_torch_fused" does. Other devices (mps, xla) keep the default implementation.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + plain) or None
-    return torch.optim.AdamW(
+    return (RowwiseAdamW if rowwise else torch.optim.AdamW)(
         [g for g in groups if g["params"]],
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),

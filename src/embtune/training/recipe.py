@@ -27,7 +27,7 @@ from typing import Any, Union
 from ..errors import EmbtuneError
 from ..utils.paths import expand, input_path, os_error
 from ..utils.safe_yaml import MAX_BYTES, YamlSyntaxError, bool_hint, check_size, load_yaml
-from .config import LossCfg, TrainConfig
+from .config import FreezeCfg, LossCfg, TrainConfig
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> TrainConfig:
@@ -152,6 +152,10 @@ def from_dict(cls: type, raw: Any, where: str) -> Any:
     label = where or "the recipe"
     if raw is None:
         raw = {}
+    if cls is FreezeCfg and isinstance(raw, list):  # `freeze: [embeddings]`
+        if any(item != "embeddings" for item in raw):
+            raise EmbtuneError(f"{label}: the list form takes only 'embeddings'; write {{embeddings: true, layers: N}}")
+        raw = {"embeddings": True} if raw else {}
     if cls is LossCfg and isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict):

@@ -51,5 +51,5 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
              "fp32": torch.float32, "float32": torch.float32}
     if precision not in table:
-        raise EmbtuneError(f"unknown precision {precision!r}; use auto, bf16, fp16 or fp32")
+        raise EmbtuneError(f"unknown precision {precision!r}; use auto, bf16, fp16, fp32 or int8 (encode)")
     return table[precision]

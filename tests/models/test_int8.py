@@ -1,0 +1,81 @@
+"""precision="int8": Linear layers as int8 matmuls; float32 output close to fp32; CLI flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from embtune import EmbeddingModel, EmbtuneError
+from embtune.cli import main
+from embtune.models.int8 import FLOAT_LINEARS, Int8Linear, quantize_linears
+
+TEXTS = ["the red cat and the dog", "a small house by the river", "people play music at night",
+         "the old teacher reads a book", "fast cars on the city road", "a happy child drinks water"]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("rows", [3, 40])  # _int_mm needs > 16 rows: small inputs are padded
+def test_int8_linear_is_close_to_the_float_linear(rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48)
+    x = torch.randn(2, rows, 64)
+    q = Int8Linear(linear)
+    assert q.weight_t.dtype == torch.int8
+    with torch.no_grad():
+        out, ref = q(x), linear(x)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    rel = float((out - ref).norm() / ref.norm())
+    assert 0 < rel < 0.02  # quantized (not a float copy), and close
+
+
+def test_quantize_linears_replaces_every_supported_linear(tiny_bert_dir):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    supported = {n for n, m in linears.items() if m.in_features % 8 == 0 and m.out_features % 8 == 0}
+    expected = {n for n in supported if n.rsplit(".", 1)[-1] not in FLOAT_LINEARS}
+    assert any(n.endswith(".query") for n in supported)  # attention projections exist and stay float
+    assert quantize_linears(model) == len(expected) > 0
+    assert {n for n, m in model.named_modules() if isinstance(m, Int8Linear)} == expected
+    assert all(isinstance(dict(model.named_modules())[n], nn.Linear) for n in supported - expected)
+
+
+def test_int8_encode_is_float32_and_close_to_fp32(tiny_bert_dir):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    ref = model.encode(TEXTS, precision="fp32")
+    out = model.encode(TEXTS, precision="int8")
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    cos = _cos(out, ref)
+    assert cos.min() > 0.99 and not np.array_equal(out, ref)
+    # the original model is untouched: fp32 again gives the same as before
+    np.testing.assert_array_equal(model.encode(TEXTS, precision="fp32"), ref)
+
+
+def test_int8_copy_follows_weight_changes(tiny_bert_dir):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    before = model.encode(TEXTS, precision="int8")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    assert not np.allclose(model.encode(TEXTS, precision="int8"), before)
+
+
+def test_int8_off_cpu_is_a_clear_error(tiny_bert_dir, monkeypatch):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("meta")))
+    with pytest.raises(EmbtuneError, match="int8.*CPU only"):
+        model.encode(TEXTS, precision="int8")
+
+
+def test_cli_encode_precision_int8(tiny_bert_dir, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS), encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    assert main(["encode", str(tiny_bert_dir), "--input", str(texts), "--output", str(out), "--precision", "int8"]) == 0
+    emb = np.load(out)
+    ref = EmbeddingModel.from_transformer(tiny_bert_dir).encode(TEXTS, precision="fp32")
+    assert emb.dtype == np.float32 and _cos(emb, ref).min() > 0.99
