@@ -32,7 +32,7 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
     A folder without ``modules.json`` is a plain Hugging Face encoder: it gets ``cfg.pooling`` and
     ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
     """
-    opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
+    opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle, "backend": cfg.backend}
     if checkpoint is not None:
         model = EmbeddingModel.load(checkpoint, **opts)
         model.source = cfg.name
