@@ -12,6 +12,7 @@ import yaml
 from embtune.cards import DatasetInfo, RunInfo, save_card
 from embtune.losses import build_loss
 from embtune.models.embedding_model import EmbeddingModel
+from embtune.training.run_info import eval_info, loss_info
 
 
 def _python_blocks(card: str, heading: str) -> str:
@@ -27,13 +28,15 @@ def saved(tiny_bert_dir, tmp_path_factory):
         size=2,
         columns=["anchor", "positive"],
         samples=[{"anchor": "the cat", "positive": "a dog"}, {"anchor": "the sun", "positive": "the moon"}],
+        loss=loss_info(build_loss("mnrl")),
     )
-    dataset.set_loss(build_loss("mnrl"))
     info = RunInfo(
         base_model=str(tiny_bert_dir),
-        model=model,
+        architecture=model.architecture_repr(),
+        max_seq_length=model.max_seq_length,
+        embedding_dim=model.embedding_dim,
         model_id=str(folder),
-        datasets=[dataset],
+        train_datasets=[dataset],
         log_rows=[{"epoch": 1.0, "step": 2, "training_loss": 0.5}],
     )
     readme = save_card(info, folder)
@@ -75,13 +78,15 @@ def test_sentence_transformers_snippet_runs_on_the_folder(saved) -> None:
     assert printed[1] == "torch.Size([3, 3])"
 
 
-def test_from_prepared_and_from_evaluator_fill_the_card(tiny_bert_dir, tmp_path) -> None:
+def test_prepared_dataset_and_evaluator_fill_the_card(tiny_bert_dir, tmp_path) -> None:
     import warnings
 
     from transformers import AutoTokenizer
 
-    from embtune.cards import EvalInfo, render_card
+    from embtune.cards import render_card
+    from embtune.cards.dataset_stats import dataset_info
     from embtune.data import ColumnRoles, DatasetSpec, prepare_dataset
+    from embtune.data.sources import load_table
     from embtune.evaluation import TripletEvaluator
 
     path = tmp_path / "pairs.csv"
@@ -92,17 +97,17 @@ def test_from_prepared_and_from_evaluator_fill_the_card(tiny_bert_dir, tmp_path)
         prepared = prepare_dataset(
             DatasetSpec(path, ColumnRoles("q", "p", ["n"])), tokenizer, 16, cache_dir=tmp_path / "cache"
         )
-    loss = build_loss("mnrl")
     model = EmbeddingModel.from_transformer(tiny_bert_dir, normalize=True)
     evaluator = TripletEvaluator(["the cat"], ["a dog"], ["red car"], name="dev")
-    evaluation = EvalInfo.from_evaluator(evaluator, evaluator(model), metrics_base=evaluator(model))
+    metrics = {f"eval_{k}": v for k, v in evaluator(model).items()}
+    dataset = dataset_info(prepared, load_table(path).data.table, loss=loss_info(build_loss("mnrl")))
     card = render_card(
-        RunInfo(model=model, datasets=[DatasetInfo.from_prepared(prepared, loss)], evaluations=[evaluation])
+        RunInfo(train_datasets=[dataset], evaluations=[eval_info(evaluator, metrics, metrics)])
     )
-    assert "#### Unnamed Dataset\n\n* Source: `pairs.csv`\n* Size: 2 training samples" in card
+    assert "#### pairs\n\n* Dataset: pairs\n* Source: `pairs.csv`\n* Size: 2 training samples" in card
     assert "* Columns: <code>q</code>, <code>p</code>, and <code>n</code>" in card
     assert "<li>min: " in card and " tokens</li>" in card
     assert "<code>a cat \\| here</code>" in card
     assert '"scale": 20.0' in card
-    assert "#### Triplet" in card and "**max_accuracy**" in card
+    assert "#### Triplet" in card and "**max_accuracy**" in card  # TripletEvaluator.card_heading
     assert "| max_accuracy" not in card  # primary metric is bold in both tables

@@ -1,12 +1,12 @@
-"""Card content: front matter, tables, escaping, dict input, and rendering that survives broken inputs."""
+"""Card content: front matter, tables, escaping of every user-provided name."""
 
 from __future__ import annotations
 
 import yaml
 from card_helpers import parse_headings
 
-from embtune.cards import DatasetInfo, EvalInfo, RunInfo, render_card
-from embtune.cards.markdown import MAX_SAMPLE_CHARS, make_table, sample_value
+from embtune.cards import ColumnStats, DatasetInfo, EvalInfo, LossInfo, RunInfo, render_card
+from embtune.cards.markdown import MAX_SAMPLE_CHARS, sample_cell, table
 
 
 def _front_matter(card: str) -> dict:
@@ -16,6 +16,7 @@ def _front_matter(card: str) -> dict:
 
 def _evaluated_run(**fields) -> RunInfo:
     evaluation = EvalInfo(
+        heading="Semantic Similarity",
         name="sts-dev",
         metrics={"sts-dev_pearson_cosine": 0.81, "sts-dev_spearman_cosine": 0.8234567},
         metrics_base={"sts-dev_pearson_cosine": 0.70, "sts-dev_spearman_cosine": 0.72},
@@ -25,15 +26,14 @@ def _evaluated_run(**fields) -> RunInfo:
     dataset = DatasetInfo(
         size=1234,
         columns=["s1", "s2", "score"],
-        loss_name="CoSENTLoss",
-        loss_config={"scale": 20.0},
+        loss=LossInfo("CoSENTLoss", {"scale": 20.0}),
         samples=[{"s1": "a cat", "s2": "a dog", "score": 0.5}],
     )
     return RunInfo(
         base_model="bundled:all-MiniLM-L6-v2",
-        datasets=[dataset],
+        train_datasets=[dataset],
         evaluations=[evaluation],
-        language="en",
+        language=["en"],
         license="apache-2.0",
         **fields,
     )
@@ -78,24 +78,18 @@ def test_base_model_not_evaluated_says_so() -> None:
     assert "*The base model was not evaluated with this evaluator.*" in render_card(run)
 
 
-def test_render_card_accepts_a_plain_dict() -> None:
+def test_training_and_evaluation_datasets_get_their_sections() -> None:
     card = render_card(
-        {
-            "base_model": "org/base",
-            "max_seq_length": 128,
-            "datasets": [
-                {
-                    "size": 10,
-                    "columns": ["a", "b"],
-                    "loss_name": "MultipleNegativesRankingLoss",
-                    "split": "train",
-                },
-                {"size": 4, "columns": ["a", "b"], "split": "eval"},
+        RunInfo(
+            base_model="org/base",
+            max_seq_length=128,
+            train_datasets=[
+                DatasetInfo(size=10, columns=["a", "b"], loss=LossInfo("MultipleNegativesRankingLoss"))
             ],
-            "evaluations": [{"kind": "Triplet", "metrics": {"cosine_accuracy": 0.9}}],
-            "not_a_field": 1,
-            "log_rows": [{"epoch": 1.0, "step": 5, "loss": 0.5}],
-        }
+            eval_datasets=[DatasetInfo(size=4, columns=["a", "b"])],
+            evaluations=[EvalInfo(heading="Triplet", metrics={"cosine_accuracy": 0.9})],
+            log_rows=[{"epoch": 1.0, "step": 5, "loss": 0.5}],
+        )
     )
     headings = parse_headings(card)
     assert (3, "Training Dataset") in headings and (3, "Evaluation Dataset") in headings
@@ -107,18 +101,18 @@ def test_render_card_accepts_a_plain_dict() -> None:
 
 def test_sample_cells_are_escaped_and_truncated() -> None:
     nasty = "pipe | here\nnew line `tick` <b>html</b>\r\nend"
-    cell = sample_value(nasty)
+    cell = sample_cell(nasty)
     assert cell == ("<code>pipe \\| here<br>new line &#96;tick&#96; &lt;b&gt;html&lt;/b&gt;<br>end</code>")
-    long = sample_value("x" * (MAX_SAMPLE_CHARS + 50))
+    long = sample_cell("x" * (MAX_SAMPLE_CHARS + 50))
     assert long == f"<code>{'x' * MAX_SAMPLE_CHARS}...</code>"
-    assert sample_value(list(range(8))) == "<code>[0, 1, 2, 3, 4, ...]</code>"
+    assert sample_cell(list(range(8))) == "<code>[0, 1, 2, 3, 4, ...]</code>"
 
 
 def test_escaped_samples_keep_the_table_shape() -> None:
     dataset = DatasetInfo(
         columns=["q|uery", "doc"], samples=[{"q|uery": "a | b\nc", "doc": "<script>x</script>"}]
     )
-    card = render_card(RunInfo(datasets=[dataset]))
+    card = render_card(RunInfo(train_datasets=[dataset]))
     lines = card.split("* Samples:\n")[1].splitlines()[:3]
     # every row has the same number of unescaped cell separators
     counts = {line.replace("\\|", "").count("|") for line in lines}
@@ -128,17 +122,17 @@ def test_escaped_samples_keep_the_table_shape() -> None:
 
 
 def test_dict_columns_get_token_statistics() -> None:
-    stats = {
-        "record": {"role": "anchor", "type": "dict", "min": 3, "mean": 12.25, "max": 40},
-        "label": {"role": "label", "type": "float", "min": 0.0, "mean": 0.5, "max": 1.0},
-    }
+    stats = [
+        ColumnStats("record", "dict", 3, 12.25, 40),
+        ColumnStats("label", "float", 0.0, 0.5, 1.0, tokens=False),
+    ]
     dataset = DatasetInfo(
         size=50,
         columns=["record", "label"],
         statistics=stats,
         samples=[{"record": {"title": "T", "text": "body"}, "label": 1.0}],
     )
-    card = render_card(RunInfo(datasets=[dataset]))
+    card = render_card(RunInfo(train_datasets=[dataset]))
     assert "<ul><li>min: 3 tokens</li><li>mean: 12.25 tokens</li><li>max: 40 tokens</li></ul>" in card
     assert "<ul><li>min: 0.0</li><li>mean: 0.5</li><li>max: 1.0</li></ul>" in card
     assert "based on the first 50 samples" in card
@@ -156,7 +150,7 @@ def test_training_logs_order_columns_and_bold_the_saved_step() -> None:
             "sts-dev_spearman_cosine": 0.7,
         },
     ]
-    card = render_card(RunInfo(log_rows=rows, best_step=20, curve_image="training_curves.svg"))
+    card = render_card(RunInfo(log_rows=rows, best_step=20))
     logs = card.split("### Training Logs\n")[1]
     header = logs.splitlines()[0]
     assert [c.strip() for c in header.strip("|").split("|")] == [
@@ -169,30 +163,17 @@ def test_training_logs_order_columns_and_bold_the_saved_step() -> None:
     assert "1.2346" in logs.splitlines()[2] and " - " in logs.splitlines()[2]
     assert "**20**" in logs.splitlines()[3]
     assert "* The bold row denotes the saved checkpoint." in logs
-    assert "![Training loss and metric curves](training_curves.svg)" in logs
+    assert "![" not in card  # no curve image: the table carries the numbers
 
 
-def test_make_table_pads_columns_like_sentence_transformers() -> None:
-    table = make_table([{"Metric": "a", "Value": "0.5"}])
-    assert table.splitlines() == ["| Metric | Value |", "|:-------|:------|", "| a      | 0.5   |"]
-    centered = make_table([{"Epoch": "1.0", "Step": "5"}], align="center")
+def test_tables_are_padded_like_sentence_transformers() -> None:
+    assert table(["Metric", "Value"], [["a", "0.5"]]).splitlines() == [
+        "| Metric | Value |",
+        "|:-------|:------|",
+        "| a      | 0.5   |",
+    ]
+    centered = table(["Epoch", "Step"], [["1.0", "5"]], center=True)
     assert centered.splitlines()[1] == "|:-----:|:----:|"
-
-
-def test_model_facts_come_from_the_model_when_not_given() -> None:
-    class FakeModel:
-        max_seq_length = 256
-        embedding_dim = 32
-        similarity_fn_name = "dot"
-
-        def architecture_repr(self) -> str:
-            return "SentenceTransformer(\n  (0): Fake()\n)"
-
-    card = render_card(RunInfo(model=FakeModel(), embedding_dim=64))
-    assert "- **Maximum Sequence Length:** 256 tokens" in card
-    assert "- **Output Dimensionality:** 64 dimensions" in card  # explicit wins
-    assert "- **Similarity Function:** Dot Product" in card
-    assert "(0): Fake()" in card
 
 
 def test_trainer_style_logs_merge_by_step_and_drop_optimizer_columns() -> None:
@@ -231,3 +212,76 @@ def test_trainer_style_logs_merge_by_step_and_drop_optimizer_columns() -> None:
     ]
     assert "* The bold row has the best `dev_max_accuracy`." in card
     assert "learning_rate" not in card.split("### Training Logs")[1].split("###")[0]
+
+
+NASTY = "a|b</details><script>"
+
+
+def _tables(text: str) -> list[list[str]]:
+    """Consecutive lines that start with "|" (after indentation)."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.strip().startswith("|"):
+            current.append(line.strip())
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_user_provided_names_are_escaped_everywhere() -> None:
+    def dataset(i: int) -> DatasetInfo:
+        return DatasetInfo(
+            name=f"{NASTY}{i}",
+            size=3,
+            columns=[NASTY, "doc"],
+            statistics=[ColumnStats(NASTY, "string", 1, 2.0, 3), ColumnStats("doc", "string", 1, 2.0, 3)],
+            samples=[{NASTY: "x", "doc": "y"}],
+            loss=LossInfo(NASTY, {"p": 1}),
+        )
+
+    evaluation = EvalInfo(
+        heading=NASTY,
+        name=NASTY,
+        metrics={f"{NASTY}_acc": 0.5},
+        metrics_base={f"{NASTY}_acc": 0.4},
+        primary_metric=f"{NASTY}_acc",
+    )
+    log_rows = [  # the loop logs per-dataset validation losses and evaluator metrics under these names
+        {"epoch": 0.5, "step": 1, "loss": 0.9},
+        {"epoch": 0.5, "step": 1, f"eval_{NASTY}0_loss": 0.8, f"eval_{NASTY}_acc": 0.5},
+    ]
+    run = RunInfo(
+        base_model=NASTY,
+        train_datasets=[dataset(i) for i in range(4)],  # more than 3: each folds into <details>
+        eval_datasets=[dataset(9)],
+        evaluations=[evaluation],
+        log_rows=log_rows,
+        hyperparameters_all={NASTY: NASTY},
+        hyperparameters_non_default={NASTY: NASTY},
+        language=[NASTY],
+        license=NASTY,
+        tags=[NASTY],
+        framework_versions={NASTY: NASTY},
+    )
+    card = render_card(run)
+    meta = _front_matter(card)
+    assert NASTY in meta["tags"] and meta["license"] == NASTY
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == NASTY
+    body = card.split("\n---\n", 1)[1]
+    assert "<script>" not in body and NASTY not in body
+    assert body.count("<details>") == body.count("</details>") == 3 + 4  # our 3 (2 in comments), 4 datasets
+    for lines in _tables(body):
+        assert len({line.replace("\\|", "").count("|") for line in lines}) == 1, lines
+    logs = body.split("### Training Logs\n")[1].split("\n\n")[0].splitlines()
+    assert [c.strip() for c in logs[0].replace("\\|", "¦").strip("|").split("|")] == [
+        "Epoch",
+        "Step",
+        "Training Loss",
+        "a¦b&lt;/details&gt;&lt;script&gt;0 loss",
+        "a¦b&lt;/details&gt;&lt;script&gt;_acc",
+    ]
+    escaped = "a\\|b&lt;/details&gt;&lt;script&gt;"
+    assert f"<details><summary>{escaped}0</summary>" in body
+    assert f"#### {escaped}9\n\n* Dataset: {escaped}9" in body
+    assert f"- `{escaped}`: {escaped}" in body

@@ -16,8 +16,9 @@ import pytest
 import yaml
 from card_helpers import parse_headings, read_seed
 
-from embtune.cards import DatasetInfo, EvalInfo, RunInfo, render_card
+from embtune.cards import ColumnStats, DatasetInfo, EvalInfo, RunInfo, render_card
 from embtune.losses import build_loss
+from embtune.training.run_info import loss_info
 
 EXTRA_HEADINGS = [(3, "Direct Usage (embtune)")]
 ARCH = (
@@ -28,13 +29,10 @@ ARCH = (
 )
 
 
-def _stats(columns: list[str], label: str | None = None, kind: str = "string") -> dict:
-    stats = {
-        c: {"role": r, "type": kind, "min": 2, "mean": 9.5, "max": 65}
-        for c, r in zip(columns, ["anchor", "positive", "negative_1"], strict=False)
-    }
+def _stats(columns: list[str], label: str | None = None, kind: str = "string") -> list[ColumnStats]:
+    stats = [ColumnStats(c, kind, 2, 9.5, 65) for c in columns]
     if label:
-        stats[label] = {"role": "label", "type": "float", "min": 0.0, "mean": 0.64, "max": 1.0}
+        stats.append(ColumnStats(label, "float", 0.0, 0.64, 1.0, tokens=False))
     return stats
 
 
@@ -42,7 +40,6 @@ def _dataset(
     columns: list[str],
     loss: str,
     size: int,
-    split: str = "train",
     label: str | None = None,
     kind: str = "string",
     **loss_params,
@@ -55,11 +52,13 @@ def _dataset(
     if label:
         for row in samples:
             row[label] = 1.0
-    info = DatasetInfo(
-        split=split, size=size, columns=columns, statistics=_stats(texts, label, kind), samples=samples
+    return DatasetInfo(
+        size=size,
+        columns=columns,
+        statistics=_stats(texts, label, kind),
+        samples=samples,
+        loss=loss_info(build_loss(loss, **loss_params)),
     )
-    info.set_loss(build_loss(loss, **loss_params))
-    return info
 
 
 def _logs(n: int, validation_every: int | None = None, metric: str | None = None) -> list[dict]:
@@ -104,7 +103,8 @@ def seed_000() -> RunInfo:  # MNRL on triplets, eval dataset, validation loss in
     cols = ["anchor", "positive", "negative"]
     return _run(
         base_model="intfloat/multilingual-e5-small",
-        datasets=[_dataset(cols, "mnrl", 3838), _dataset(cols, "mnrl", 960, split="eval")],
+        train_datasets=[_dataset(cols, "mnrl", 3838)],
+        eval_datasets=[_dataset(cols, "mnrl", 960)],
         log_rows=_logs(57, validation_every=4),
     )
 
@@ -112,7 +112,7 @@ def seed_000() -> RunInfo:  # MNRL on triplets, eval dataset, validation loss in
 def seed_001() -> RunInfo:  # MNRL on labelled pairs, no logs
     return _run(
         base_model="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
-        datasets=[_dataset(["sentence_0", "sentence_1", "label"], "mnrl", 5099)],
+        train_datasets=[_dataset(["sentence_0", "sentence_1", "label"], "mnrl", 5099)],
     )
 
 
@@ -129,6 +129,7 @@ def seed_002() -> RunInfo:  # three datasets / three losses, triplet evaluator
     }
     base = {k: v - 0.1 for k, v in metrics.items()}
     evaluation = EvalInfo(
+        heading="Triplet",
         name="test-triplet-evaluation",
         metrics=metrics,
         metrics_base=base,
@@ -148,7 +149,7 @@ def seed_002() -> RunInfo:  # three datasets / three losses, triplet evaluator
     ]
     return _run(
         base_model="BAAI/bge-m3",
-        datasets=datasets,
+        train_datasets=datasets,
         evaluations=[evaluation],
         log_rows=_logs(6, 2, "test-triplet-evaluation_max_accuracy"),
     )
@@ -157,13 +158,14 @@ def seed_002() -> RunInfo:  # three datasets / three losses, triplet evaluator
 def seed_003() -> RunInfo:  # dict-record columns, CosineSimilarityLoss (no citation)
     cols = ["sentence_0", "sentence_1", "label"]
     return _run(
-        datasets=[_dataset(cols, "cosine_similarity", 13697, label="label", kind="dict")], log_rows=_logs(8)
+        train_datasets=[_dataset(cols, "cosine_similarity", 13697, label="label", kind="dict")],
+        log_rows=_logs(8),
     )
 
 
 def seed_004() -> RunInfo:  # ContrastiveLoss on labelled pairs
     cols = ["sentence_0", "sentence_1", "label"]
-    return _run(datasets=[_dataset(cols, "contrastive", 38096, label="label")], log_rows=_logs(14))
+    return _run(train_datasets=[_dataset(cols, "contrastive", 38096, label="label")], log_rows=_logs(14))
 
 
 MIRRORS = {"000": seed_000, "001": seed_001, "003": seed_003, "004": seed_004}

@@ -1,4 +1,4 @@
-"""prepare_dataset: tokenized once, cached on disk and reused; statistics and samples for model cards."""
+"""prepare_dataset: tokenized once, cached on disk and reused."""
 
 from __future__ import annotations
 
@@ -124,21 +124,6 @@ def test_truncation_and_duplicates_are_warned_with_counts(tmp_path: Path, tokeni
     assert prepared.lengths[:, 0].tolist() == [4, 5, 4]
 
 
-def test_statistics_and_samples_on_a_hand_checked_dataset(tmp_path: Path, tokenizer: Any) -> None:
-    spec = DatasetSpec(_csv(tmp_path), ColumnRoles("q", "p", label="score"), max_rows=3)
-    prepared = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
-    stats = prepared.statistics()
-    # "the cat" / "the big dog" / "a cat" → 2, 3, 2 words + [CLS] [SEP]
-    assert stats["q"] == {"role": "anchor", "type": "string", "min": 4, "mean": 4.33, "max": 5}
-    assert stats["p"] == {"role": "positive", "type": "string", "min": 4, "mean": 4.0, "max": 4}
-    assert stats["score"] == {"role": "label", "type": "float", "min": 0.0, "mean": 0.5, "max": 1.0}
-    assert prepared.statistics(max_rows=1)["q"]["max"] == 4
-    assert prepared.samples(2) == [
-        {"q": "the cat", "p": "a dog", "score": 0.0},
-        {"q": "the big dog", "p": "a cat", "score": 0.5},
-    ]
-
-
 def test_dict_records_render_through_the_template(tmp_path: Path, tokenizer: Any) -> None:
     rows = [
         {
@@ -158,16 +143,6 @@ def test_dict_records_render_through_the_template(tmp_path: Path, tokenizer: Any
     prepared = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
     assert prepared.name == "cbs"
     assert prepared.tokens["anchor"][0] == tokenizer("cat: the dog")["input_ids"]
-    assert prepared.samples(1) == [{"a": "cat: the dog", "b": "sea: a car", "s": 1}]
-    stats = prepared.statistics()
-    assert stats["a"] == {
-        "role": "anchor",
-        "type": "dict",
-        "min": 6,
-        "mean": 6.0,
-        "max": 6,
-    }  # on rendered text
-    assert stats["s"]["type"] == "int"
     bad = DatasetSpec(
         path, ColumnRoles("a", "b", label="s"), template={"anchor": "{title}", "positive": "{text}"}
     )

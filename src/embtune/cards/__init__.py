@@ -1,22 +1,13 @@
-"""Model cards: ``render_card(RunInfo | dict) -> str`` (the README.md of a trained model) and helpers.
+"""Model cards: ``render_card(RunInfo) -> str`` (the README.md of a trained model) and ``save_card``.
 
-The trainer fills a RunInfo (or a dict with the same field names) and, after ``model.save(folder)``, calls
-``save_card(info, folder)``, which also writes the loss/metric curve image the card links to.
+The trainer fills a ``RunInfo`` (``embtune.training.run_info``) and, after writing the model folder, calls
+``save_card(info, folder)``.
 """
 
 from __future__ import annotations
 
 from .card import render_card, save_card
-from .curves import plot_curves, write_curves
-from .run_info import DatasetInfo, EvalInfo, RunInfo, framework_versions
+from .run_info import ColumnStats, DatasetInfo, EvalInfo, LossInfo, RunInfo, framework_versions
 
-__all__ = [
-    "DatasetInfo",
-    "EvalInfo",
-    "RunInfo",
-    "framework_versions",
-    "plot_curves",
-    "render_card",
-    "save_card",
-    "write_curves",
-]
+__all__ = ["ColumnStats", "DatasetInfo", "EvalInfo", "LossInfo", "RunInfo", "framework_versions", "render_card",
+           "save_card"]

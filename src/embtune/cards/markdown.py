@@ -1,113 +1,88 @@
-"""Small Markdown helpers for model cards: padded tables, safe table cells, value formatting.
+"""Markdown pieces for the card: escaping, padded tables, fenced code. Everything returns ``Markup`` (safe text).
 
-Table cells hold user data (sample texts, column names), so everything that could end a cell or open
-markup is neutralised: ``|`` is escaped, newlines become ``<br>``, HTML and backticks become entities.
+User data (dataset, column, metric and evaluator names, sample texts) is escaped so it cannot end a table cell,
+a heading line or open HTML: ``|`` becomes ``\\|``, newlines ``<br>``, ``<>&`` and backticks HTML entities.
+
+>>> str(escape("a|b</details>"))
+'a\\\\|b&lt;/details&gt;'
 """
 
 from __future__ import annotations
 
 import html
-import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
-MAX_SAMPLE_CHARS = (
-    1000  # a sample text longer than this is cut and ends with "..." (as sentence-transformers)
-)
+from markupsafe import Markup
+
+MAX_SAMPLE_CHARS = 1000  # a sample text longer than this is cut and ends with "..." (as sentence-transformers)
 MAX_LIST_ITEMS = 5  # list values show their first 5 items, then ", ...]"
 
 
-def make_table(
-    rows: Sequence[dict[str, Any]], align: str = "left", columns: Sequence[str] | None = None
-) -> str:
-    """Rows of {header: cell} -> a Markdown table with padded columns.
+def escape(value: Any) -> Markup:
+    """``value`` as safe text for one Markdown line or table cell; ``Markup`` passes through unchanged."""
+    if isinstance(value, Markup):
+        return value
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    text = html.escape(text, quote=False).replace("\n", "<br>").replace("|", "\\|").replace("`", "&#96;")
+    return Markup(text)
 
-    Args:
-        rows: one dict per row; a missing cell renders empty.
-        align: "left" (``|:---|``) or "center" (``|:---:|``).
-        columns: header order; default: keys in order of first appearance.
-    """
-    if columns is None:
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-    cells = [[str(row.get(col, "")) for col in columns] for row in rows]
-    widths = [max([len(str(col)), 3, *(len(r[j]) for r in cells)]) for j, col in enumerate(columns)]
 
-    def line(values: Sequence[str]) -> str:
-        padded = [
-            value.center(width) if align == "center" else value.ljust(width)
-            for value, width in zip(values, widths, strict=True)
-        ]
+def number(value: Any) -> Markup:
+    """Floats rounded to 4 decimals (as the seed cards' tables); anything else as text."""
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        value = round(value, 4)
+    return escape(value)
+
+
+def bold(value: Any, on: bool = True) -> Markup:
+    return Markup(f"**{escape(value)}**") if on else escape(value)
+
+
+def table(header: Sequence[Any], rows: Sequence[Sequence[Any]], center: bool = False) -> Markup:
+    """A Markdown table padded like sentence-transformers' cards (``|:---|`` or centred ``|:---:|``)."""
+    cells = [[escape(c) for c in header], *([escape(c) for c in row] for row in rows)]
+    widths = [max(3, *(len(r[j]) for r in cells)) for j in range(len(header))]
+
+    def line(row: list[Markup]) -> str:
+        padded = [c.center(w) if center else c.ljust(w) for c, w in zip(row, widths, strict=True)]
         return "| " + " | ".join(padded) + " |"
 
-    if align == "center":
-        rule = "|" + "|".join(":" + "-" * w + ":" for w in widths) + "|"
-    else:
-        rule = "|" + "|".join(":" + "-" * (w + 1) for w in widths) + "|"
-    return "\n".join([line([str(c) for c in columns]), rule, *(line(r) for r in cells)])
+    rule = "|" + "|".join(f":{'-' * w}:" if center else f":{'-' * (w + 1)}" for w in widths) + "|"
+    return Markup("\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])]))
 
 
-def indent(text: str, prefix: str = "  ") -> str:
-    """Indent every line (tables and code blocks nested under a ``*`` bullet)."""
-    return "\n".join(prefix + line if line else line for line in text.split("\n"))
-
-
-def escape_cell(text: str) -> str:
-    """Make any text safe inside one Markdown table cell (no HTML, no line breaks, no cell separators)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = html.escape(text, quote=False)
-    return text.replace("\n", "<br>").replace("|", "\\|").replace("`", "&#96;")
-
-
-def sample_value(value: Any) -> str:
-    """One sample value as shown in a samples table: truncated, escaped, wrapped in ``<code>``."""
+def sample_cell(value: Any) -> Markup:
+    """One value of a samples table: long lists and texts cut, escaped, in ``<code>``."""
     if isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
         text = str(value[:MAX_LIST_ITEMS])[:-1] + ", ...]"
     else:
         text = str(value)
     if len(text) > MAX_SAMPLE_CHARS:
         text = text[:MAX_SAMPLE_CHARS] + "..."
-    return f"<code>{escape_cell(text)}</code>"
+    return code(text)
 
 
-def format_number(value: Any) -> str:
-    """Floats rounded to 4 decimals (as training logs show them); anything else as ``str``."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return str(value) if math.isnan(value) or math.isinf(value) else str(round(value, 4))
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        try:
-            return format_number(value.item())
-        except (TypeError, ValueError):
-            pass
-    return escape_cell(str(value))
+def code(value: Any) -> Markup:
+    """``<code>value</code>``, escaped."""
+    return Markup(f"<code>{escape(value)}</code>")
 
 
-def format_delta(value: float) -> str:
-    """A signed change, e.g. ``+0.0123``."""
-    return f"{value:+.4f}"
-
-
-def join_names(names: Sequence[str]) -> str:
-    """``a``; ``a and b``; ``a, b, and c`` (the seed cards' column lists)."""
-    names = list(names)
-    if len(names) <= 1:
-        return "".join(names)
-    if len(names) == 2:
-        return f"{names[0]} and {names[1]}"
-    return ", ".join(names[:-1]) + f", and {names[-1]}"
-
-
-def code_block(text: str, lang: str = "") -> str:
-    """A fenced code block; the fence is longer than any backtick run inside ``text``."""
-    longest, run = 0, 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
+def code_block(text: str, lang: str = "") -> Markup:
+    """A fenced code block (raw text inside); the fence is longer than any backtick run in ``text``."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text}\n{fence}"
+    return Markup(f"{fence}{lang}\n{text}\n{fence}")
 
 
-def note(text: str) -> str:
-    """An italic one-line note (what a section says when it cannot be computed)."""
-    return f"*{escape_cell(text)}*"
+def indent(text: str, prefix: str = "  ") -> Markup:
+    """Indent every non-empty line (a table or code block nested under a ``*`` bullet)."""
+    return Markup("\n".join(prefix + line if line else line for line in str(text).split("\n")))
+
+
+def join_names(names: Sequence[Markup]) -> Markup:
+    """``a``; ``a and b``; ``a, b, and c`` (the seed cards' column lists)."""
+    if len(names) <= 2:
+        return Markup(" and ".join(names))
+    return Markup(", ".join(names[:-1]) + f", and {names[-1]}")

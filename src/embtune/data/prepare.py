@@ -39,7 +39,6 @@ from .validate import (
 
 _CACHE_VERSION = 1
 _BATCH_ROWS = 1000  # rows rendered and tokenized per tokenizer call
-STATISTICS_ROWS = 1000  # model cards describe the first 1000 rows, as sentence-transformers does
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,6 @@ class PreparedDataset:
     uses_token_type_ids: bool
     max_seq_length: int
     cache_dir: Path
-    spec: DatasetSpec = field(repr=False)
-    source: pa.Table = field(repr=False)
 
     @property
     def num_rows(self) -> int:
@@ -123,47 +120,6 @@ class PreparedDataset:
     def token_table(self) -> pa.Table:
         """The memory-mapped Arrow table behind ``tokens`` (collate takes rows from it)."""
         return self.tokens.data.table
-
-    def statistics(self, max_rows: int = STATISTICS_ROWS) -> dict[str, dict[str, Any]]:
-        """Per source column, over the first ``max_rows`` rows: type and min/mean/max.
-
-        Text columns give ``{"role", "type": "string"|"dict", "min", "mean", "max"}`` in tokens (as the model
-        sees them: rendered, prompt and special tokens included, truncated); the label column gives the same
-        keys over the label values (type "float"/"int"/"bool"/"list"). Means are rounded to 2 decimals.
-        """
-        stats: dict[str, dict[str, Any]] = {}
-        n = min(max_rows, self.num_rows)
-        for j, role in enumerate(self.roles):
-            column = self.columns[role]
-            counts = self.lengths[:n, j]
-            stats[column] = {
-                "role": role,
-                "type": column_kind(self.source.schema.field(column).type),
-                **_summary(counts, integer=True),
-            }
-        if self.labels is not None:
-            column = self.columns["label"]
-            stats[column] = {
-                "role": "label",
-                "type": column_kind(self.source.schema.field(column).type),
-                **_summary(self.labels[:n], integer=False),
-            }
-        return stats
-
-    def samples(self, n: int = 3) -> list[dict[str, Any]]:
-        """The first ``n`` rows as column → rendered text (templates applied, prompts not) or label value."""
-        head = self.source.slice(0, n)
-        rows: list[dict[str, Any]] = [{} for _ in range(head.num_rows)]
-        for role in self.roles:
-            column = self.columns[role]
-            template = for_role(self.spec.template, role)
-            texts = _render(head.column(column), column, template, self.path)
-            for row, text in zip(rows, texts, strict=True):
-                row[column] = text
-        if "label" in self.columns:
-            for row, value in zip(rows, head.column(self.columns["label"]).to_pylist(), strict=True):
-                row[self.columns["label"]] = value
-        return rows
 
 
 def prepare_dataset(
@@ -245,8 +201,6 @@ def prepare_dataset(
         uses_token_type_ids="token_type_ids" in getattr(tokenizer, "model_input_names", ()),
         max_seq_length=max_seq_length,
         cache_dir=entry,
-        spec=spec,
-        source=table,
     )
 
 
@@ -371,13 +325,3 @@ def _tokenize(texts: list[str], tokenizer: Any, max_seq_length: int) -> tuple[pa
     np.cumsum(counts, out=offsets[1:])
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), n_cut
-
-
-def _summary(values: np.ndarray, integer: bool) -> dict[str, Any]:
-    if values.size == 0:
-        return {"min": None, "mean": None, "max": None}
-    flat = values.astype(np.float64).ravel()
-    low, high = flat.min(), flat.max()
-    if integer:
-        return {"min": int(low), "mean": round(float(flat.mean()), 2), "max": int(high)}
-    return {"min": float(low), "mean": round(float(flat.mean()), 2), "max": float(high)}

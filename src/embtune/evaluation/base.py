@@ -2,7 +2,8 @@
 
 An evaluator is any callable ``evaluator(model) -> dict[str, float]`` with three attributes: ``name`` (prefix
 of every key, e.g. ``"sts-dev"``), ``primary_metric`` (the full key used to pick the best checkpoint) and
-``greater_is_better``. Keys follow sentence-transformers' naming (``{name}_{metric}``) so that model cards
+``greater_is_better``; optionally ``card_heading``, the model card's section for its metrics (e.g. ``"Triplet"``;
+default: the class name). Keys follow sentence-transformers' naming (``{name}_{metric}``) so that model cards
 written by either library read the same.
 """
 

@@ -50,6 +50,7 @@ class BinaryClassificationEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Binary Classification"  # the "#### Binary Classification" section of the model card (as sentence-transformers)
 
     def __init__(
         self,

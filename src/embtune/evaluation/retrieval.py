@@ -59,6 +59,7 @@ class InformationRetrievalEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Information Retrieval"  # the "#### Information Retrieval" section of the model card (as sentence-transformers)
 
     def __init__(
         self,

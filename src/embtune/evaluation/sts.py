@@ -47,6 +47,7 @@ class EmbeddingSimilarityEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Semantic Similarity"  # the "#### Semantic Similarity" section of the model card (as sentence-transformers)
 
     def __init__(
         self,

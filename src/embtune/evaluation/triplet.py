@@ -45,6 +45,7 @@ class TripletEvaluator:
     """
 
     greater_is_better = True
+    card_heading = "Triplet"  # the "#### Triplet" section of the model card (as sentence-transformers)
 
     def __init__(
         self,

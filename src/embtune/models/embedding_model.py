@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._version import __version__
 from ..errors import EmbtuneError
 from ..similarity import canonical_name, pairwise_fn, similarity_fn
 from . import st_format
@@ -161,8 +162,6 @@ class EmbeddingModel(nn.Module):
 
     def _st_config(self) -> dict[str, Any]:
         import transformers
-
-        from .. import __version__
 
         return {
             "__version__": {

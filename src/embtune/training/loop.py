@@ -42,7 +42,7 @@ from .build import TrainData, build_evaluators, build_model, build_sampler, eval
 from .config import TrainArgs, TrainConfig
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
-from .run_info import build_run_info, write_card
+from .run_info import write_card
 
 LOG_FILE = "training_log.jsonl"
 PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
@@ -78,7 +78,6 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
     model = build_model(config.model, resume_from).to(device)
-    base_model_id = config.model.name
     if args.gradient_checkpointing:
         model.transformer.auto_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}  # works with DDP and several forwards
@@ -183,12 +182,10 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
             "best_metric": state.best_metric,
             "best_checkpoint": state.best_checkpoint,
         }
-        info = build_run_info(base_model_id, model, data, evaluators, state.base_metrics, final, args,
-                              state.log, state.best_checkpoint)  # HOOK: the model card's input
         model.eval()
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
-            write_card(info, tmp)  # README.md via embtune.cards, when available
+            write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
     dist.shutdown()
     return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
 
