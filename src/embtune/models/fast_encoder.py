@@ -179,6 +179,10 @@ class FastEncoder(nn.Module):
         self.gradient_checkpointing = False
         self.extra_weights: dict[str, str] = {}  # HF weight name -> buffer name, for weights forward never reads
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The word-embedding table (Hugging Face's method name)."""
+        return self.embeddings.word_embeddings
+
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
         """Recompute each layer in backward instead of keeping its activations (same call as Hugging Face's)."""
         self.gradient_checkpointing = True
