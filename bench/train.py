@@ -141,8 +141,9 @@ def build_random_model(shape: str, folder: Path) -> Path:
 
 def flops_per_example(shape: dict, texts_by_role: list[list[str]]) -> float:
     """Model FLOPs of forward + backward for one example (all its roles), from real token counts."""
-    from embtune.models.bundled import bundled_model_path
     from transformers import AutoTokenizer
+
+    from embtune.models.bundled import bundled_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
     h, f, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
