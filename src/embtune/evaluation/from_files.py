@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sources import load_table, split_path
-from ..data.synthetic import PREFIX, resolve_path
 from ..errors import EmbtuneError
 from .base import Evaluator
 from .registry import build_evaluator, check_kind, suggest
@@ -56,15 +55,15 @@ def evaluator_from_file(
     Args:
         kind: ``sts``, ``triplet``, ``binary`` or ``retrieval``.
         path: a CSV/TSV/JSONL/Parquet file (or saved dataset folder); for retrieval a BEIR folder or a
-            CSV/TSV/JSONL pairs file. ``synthetic:<file>`` names a generated file (needs ``cache_dir``).
+            CSV/TSV/JSONL/Parquet pairs file.
         columns: evaluator input -> file column, overriding ``DEFAULT_COLUMNS[kind]`` (see module doc).
         name: prefix of every metric key (``""``: none).
         params: other constructor arguments of the evaluator (``batch_size``, ``main_similarity``...).
         max_rows: use only the first rows of the file; for a BEIR folder, the first queries (the whole
             corpus is still searched).
         split: qrels split of a BEIR folder (default ``test``); also a saved ``DatasetDict`` split.
-        cache_dir: where ``synthetic:`` files are generated. The table itself is parsed in memory: its
-            columns become Python lists for the evaluator anyway.
+        cache_dir: where the parsed table is kept (as in training, ``<cache_dir>/tables/``); None parses
+            it in memory.
 
     Raises:
         EmbtuneError: unknown kind or column key (did-you-mean), missing file, a column the file lacks
@@ -80,12 +79,12 @@ def evaluator_from_file(
             f"evaluator {kind!r}: {taken} come from the data file, not params; map file columns with columns"
         )
     params = {"name": name, **params}
-    path = _resolve(path, cache_dir)
+    path = str(path)
     if kind == "retrieval":
-        data = _retrieval_data(path, mapping, columns, max_rows, split)
+        data = _retrieval_data(path, mapping, columns, max_rows, split, cache_dir)
         params |= {"queries": data.queries, "corpus": data.corpus, "relevant_docs": data.relevant_docs}
     else:
-        params |= _read_columns(kind, path, mapping, max_rows, split)
+        params |= _read_columns(kind, path, mapping, max_rows, split, cache_dir)
     return build_evaluator(kind, **params)
 
 
@@ -102,27 +101,21 @@ def _column_mapping(kind: str, columns: Mapping[str, str] | None) -> dict[str, s
     return {**defaults, **(columns or {})}
 
 
-def _resolve(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> str:
-    path = str(path)
-    if path.startswith(PREFIX):
-        if cache_dir is None:
-            raise EmbtuneError(f"{path}: synthetic files need a cache_dir to be generated in; pass cache_dir")
-        return resolve_path(path, cache_dir)
-    return path
-
-
 def _retrieval_data(
     path: str,
     mapping: dict[str, str],
     columns: Mapping[str, str] | None,
     max_rows: int | None,
     split: str | None,
+    cache_dir: str | os.PathLike[str] | None,
 ) -> RetrievalData:
     folder, split = split_path(path, split)
     if not folder.is_dir():
         if split is not None:
             raise EmbtuneError(f"{path}: a split only applies to a BEIR folder; drop it for a pairs file")
-        return load_retrieval_pairs(folder, mapping["query"], mapping["positive"], max_rows=max_rows)
+        return load_retrieval_pairs(
+            folder, mapping["query"], mapping["positive"], max_rows=max_rows, cache_dir=cache_dir
+        )
     if columns:
         raise EmbtuneError(
             f"{folder}: a BEIR folder has fixed fields (_id, title, text); columns apply to pairs files only"
@@ -139,8 +132,9 @@ def _read_columns(
     mapping: dict[str, str],
     max_rows: int | None,
     split: str | None,
+    cache_dir: str | os.PathLike[str] | None,
 ) -> dict[str, list]:
-    table = load_table(path, split=split)
+    table = load_table(path, split=split, cache_dir=cache_dir)
     if max_rows is not None:
         table = table.select(range(min(max_rows, len(table))))
     for key, column in mapping.items():

@@ -134,7 +134,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         for ds_index, rows in sampler:
             d = data[ds_index]
             batch = collate(d.train, rows).to(device)  # Arrow take + numpy padding: no per-row Python
-            done = sampler.state_dict()["batches_done"]
+            done = sampler.batches_done
             boundary = done % accum == 0 or done == n_batches  # last batch of an accumulation window
             window.add(_forward_backward(encoder, model, d.loss, batch, 1.0 / accum, amp_dtype, scaler, boundary),
                        len(batch) * world)
@@ -154,7 +154,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
             window.start += time.perf_counter() - paused  # examples_per_s counts training time only
             if state.step >= total_steps:
                 break
-        if sampler.state_dict()["batches_done"] >= n_batches:  # the epoch is complete
+        if sampler.batches_done >= n_batches:  # the epoch is complete
             state.epoch += 1
             sampler.set_epoch(state.epoch)
             evaluated, paused = None, time.perf_counter()
