@@ -207,3 +207,16 @@ def test_bundled_model_fast_equals_hf_and_bf16_is_close(minilm_dir):
     c = fast.encode(texts, precision="bf16")
     cosine = (a * c).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(c, axis=1)
     assert cosine.min() >= 0.9999
+
+
+def test_recipe_model_backend_is_validated_and_reaches_the_model(tiny_bert_dir):
+    from embtune.training.build import build_model
+    from embtune.training.recipe import config_from_dict
+
+    raw = {"model": {"name": str(tiny_bert_dir), "backend": "hf"}, "datasets": [{"path": "x.jsonl"}]}
+    assert build_model(config_from_dict(raw).model).transformer.backend == "hf"
+    raw["model"]["backend"] = "auto"
+    assert build_model(config_from_dict(raw).model).transformer.backend == "fast"
+    raw["model"]["backend"] = "onnx"
+    with pytest.raises(EmbtuneError, match="model.backend"):
+        config_from_dict(raw)
