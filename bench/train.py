@@ -425,9 +425,11 @@ def main() -> None:  # noqa: C901 - one flat sequence: data, runs, ratios, table
         ratio = rows["bgem3"]["rss_ratio"]
         print(f"  bgem3 peak RSS embtune / ST: {ratio:.3f} (target <= {TARGETS['bgem3_rss_ratio']})  "
               f"{'met' if ratio <= TARGETS['bgem3_rss_ratio'] else 'NOT met'}")
-    best_mfu = max(r["embtune_mfu"] for r in table)
-    print(f"  training MFU (best configuration): {best_mfu:.1%} (target >= {TARGETS['mfu']:.0%})  "
-          f"{'met' if best_mfu >= TARGETS['mfu'] else 'NOT met'}")
+    bf16_rows = [r for r in table if r["precision"] == "bf16"]  # the target is against the bf16 peak
+    if bf16_rows:
+        best_mfu = max(r["embtune_mfu"] for r in bf16_rows)
+        print(f"  training MFU, bf16 vs the bf16 peak (best configuration): {best_mfu:.1%} "
+              f"(target >= {TARGETS['mfu']:.0%})  {'met' if best_mfu >= TARGETS['mfu'] else 'NOT met'}")
     if spearman:
         steps = runs["cosent-fp32-st"]["steps"] if "cosent-fp32-st" in runs else "?"
         print(f"STS-B dev Spearman (cosine) after {steps} CoSENT steps{'' if args.quick else ' (one epoch)'}, "
