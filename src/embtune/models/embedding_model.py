@@ -75,11 +75,17 @@ class EmbeddingModel(nn.Module):
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
+        backend: str = "auto",
     ) -> EmbeddingModel:
         """Load a sentence-transformers folder (classic or 5/6 layout), a plain HF folder, ``bundled:all-MiniLM-L6-v2``
-        or a Hugging Face Hub id. Weights come from safetensors only unless ``allow_pickle=True``."""
+        or a Hugging Face Hub id. Weights come from safetensors only unless ``allow_pickle=True``.
+
+        ``backend``: "auto" (default) runs embtune's own encoder (models/fast_encoder.py) for BERT, RoBERTa /
+        XLM-RoBERTa, MPNet and DistilBERT and the Hugging Face modules otherwise; "fast" requires the former;
+        "hf" always uses the Hugging Face modules. Saved folders are identical either way."""
         folder, trusted_root = resolve_model_folder(name_or_path, revision, cache_dir, allow_pickle)
         transformer, steps, st_config = st_format.load_modules(folder, trusted_root, trust_remote_code, allow_pickle)
+        transformer.use_backend(backend)
         if not steps or not isinstance(steps[0], Pooling):
             steps = [Pooling(transformer.hidden_size, "mean"), *steps]
         prompts = st_config.get("prompts") or {}
@@ -111,12 +117,14 @@ class EmbeddingModel(nn.Module):
         prompts: dict[str, str] | None = None,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
+        backend: str = "auto",
     ) -> EmbeddingModel:
-        """Compose a new model from a plain Hugging Face encoder with the chosen pooling / dense / normalize."""
+        """Compose a new model from a plain Hugging Face encoder with the chosen pooling / dense / normalize
+        (``backend`` as in ``load``)."""
         folder, _root = resolve_model_folder(name_or_path, None, None, allow_pickle)
         transformer = Transformer.load(
             folder, max_seq_length, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
-        )
+        ).use_backend(backend)
         steps: list[nn.Module] = [Pooling(transformer.hidden_size, pooling)]
         if dense_dim is not None:
             steps.append(Dense(steps[0].output_dimension, dense_dim))
@@ -211,6 +219,24 @@ class EmbeddingModel(nn.Module):
             x = step(x)
         return x
 
+    def embed_roles(self, features: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Embed every role of a training batch: role -> features (B_role, T_role) -> role -> (B_role, D).
+
+        On the fast backend all roles run as one forward (rows concatenated; the encoder drops the padding),
+        which gives larger matmuls and half or a third of the operations; the Hugging Face backend embeds
+        each role on its own, as padding to a common width would cost it real compute.
+        """
+        if len(features) < 2 or self.transformer.backend != "fast":
+            return {role: self(feats) for role, feats in features.items()}
+        width = max(f["input_ids"].shape[1] for f in features.values())
+        keys = list(next(iter(features.values())))
+        merged = {
+            key: torch.cat([torch.nn.functional.pad(f[key], (0, width - f[key].shape[1])) for f in features.values()])
+            for key in keys
+        }  # padded ids are never read (the mask is 0 there), so 0 is as good as the pad id
+        sizes = [f["input_ids"].shape[0] for f in features.values()]
+        return dict(zip(features, self(merged).split(sizes), strict=True))
+
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
         """Texts -> padded features for ``forward``, truncated at ``max_seq_length``."""
         return self.transformer.tokenize(texts)
@@ -286,7 +312,8 @@ class EmbeddingModel(nn.Module):
     def describe(self) -> dict[str, Any]:
         """What ``embtune info`` prints: architecture, sizes and settings."""
         return {
-            "architecture": type(self.transformer.auto_model).__name__,
+            "architecture": self.transformer.architecture,
+            "backend": self.transformer.backend,
             "embedding_dim": self.embedding_dim,
             "max_seq_length": self.max_seq_length,
             "pooling": self.pooling.modes,
@@ -302,7 +329,7 @@ class EmbeddingModel(nn.Module):
         """A sentence-transformers style one-module-per-line description, for model cards."""
         lines = [
             f"  (0): Transformer({{'max_seq_length': {self.max_seq_length}, 'do_lower_case': "
-            f"{self.transformer.do_lower_case}}}) with Transformer model: {type(self.transformer.auto_model).__name__} "
+            f"{self.transformer.do_lower_case}}}) with Transformer model: {self.transformer.architecture} "
         ]
         for idx, step in enumerate(self.steps, start=1):
             if isinstance(step, Pooling | Dense):

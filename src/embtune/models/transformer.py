@@ -14,12 +14,15 @@ from torch import Tensor, nn
 from ..errors import EmbtuneError
 from ..utils.paths import os_error
 from ..utils.text_cap import cap_texts
+from .fast_encoder import FastEncoder
+from .fast_weights import from_hf, save_fast, to_hf, unsupported_reason
 from .weights_check import check_loading_info, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 _SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+BACKENDS = ("auto", "fast", "hf")
 
 
 def check_weight_files(folder: Path, allow_pickle: bool) -> None:
@@ -149,6 +152,41 @@ class Transformer(nn.Module):
     def hidden_size(self) -> int:
         return int(self.auto_model.config.hidden_size)
 
+    @property
+    def backend(self) -> str:
+        """Either "fast" (embtune's FastEncoder) or "hf" (the Hugging Face modules)."""
+        return "fast" if isinstance(self.auto_model, FastEncoder) else "hf"
+
+    @property
+    def architecture(self) -> str:
+        """The Hugging Face class name of the encoder (the one a saved folder loads as), e.g. BertModel."""
+        return self.auto_model.hf_class if isinstance(self.auto_model, FastEncoder) else type(self.auto_model).__name__
+
+    def use_backend(self, backend: str = "auto") -> Transformer:
+        """Switch the encoder to embtune's FastEncoder ("fast", or "auto" where supported) or keep Hugging Face's.
+
+        "auto" uses the fast path for BERT, RoBERTa/XLM-RoBERTa, MPNet and DistilBERT and the Hugging Face
+        modules for everything else; "fast" raises for other architectures; "hf" keeps (or restores) the
+        Hugging Face modules. Weights are shared, not copied (except the fused query/key/value).
+        """
+        if backend not in BACKENDS:
+            raise EmbtuneError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+        if backend == "hf":
+            if isinstance(self.auto_model, FastEncoder):
+                self.auto_model = to_hf(self.auto_model)
+            return self
+        if isinstance(self.auto_model, FastEncoder):
+            return self
+        reason = unsupported_reason(self.auto_model)
+        if reason is not None:
+            if backend == "fast":
+                raise EmbtuneError(f"backend 'fast' does not support this model ({reason}); use backend 'auto' or 'hf'")
+            logger.info("using the Hugging Face modules: %s", reason)
+            return self
+        training = self.auto_model.training
+        self.auto_model = from_hf(self.auto_model).train(training)
+        return self
+
     @classmethod
     def load(
         cls,
@@ -192,9 +230,12 @@ class Transformer(nn.Module):
         return cls(model.eval(), tokenizer, max_seq_length=max_seq_length, do_lower_case=do_lower_case)
 
     def save(self, folder: Path) -> None:
-        """Write config.json, model.safetensors and the tokenizer files into ``folder``."""
+        """Write config.json, model.safetensors (Hugging Face weight names) and the tokenizer files into ``folder``."""
         with _quiet_loading():
-            self.auto_model.save_pretrained(folder, safe_serialization=True)
+            if isinstance(self.auto_model, FastEncoder):
+                save_fast(self.auto_model, Path(folder))
+            else:
+                self.auto_model.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
 
     # --- tokenization ---------------------------------------------------------------------------------
@@ -260,5 +301,7 @@ class Transformer(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         """features with input_ids/attention_mask (B, T) -> token embeddings (B, T, D)."""
+        if isinstance(self.auto_model, FastEncoder):
+            return self.auto_model(features["input_ids"], features["attention_mask"], features.get("token_type_ids"))
         inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         return self.auto_model(**inputs, return_dict=True).last_hidden_state

@@ -42,7 +42,7 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
 
 
 def _load_model(cfg: ModelCfg, checkpoint: Path | None) -> EmbeddingModel:
-    opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
+    opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle, "backend": cfg.backend}
     if checkpoint is not None:
         try:
             model = EmbeddingModel.load(checkpoint, **opts)

@@ -86,6 +86,8 @@ class ModelCfg:
         max_seq_length: truncate texts to this many tokens; None keeps the model's own setting.
         trust_remote_code / allow_pickle: security opt-ins, off by default.
         freeze: parts of the encoder kept fixed (FreezeCfg).
+        backend: "auto" runs embtune's own encoder for BERT / XLM-RoBERTa / MPNet / DistilBERT and the
+            Hugging Face modules for other architectures; "fast" requires the former; "hf" always uses the latter.
     """
 
     name: str = "bundled:all-MiniLM-L6-v2"
@@ -95,10 +97,13 @@ class ModelCfg:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     freeze: FreezeCfg = field(default_factory=FreezeCfg)
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 2:
             raise EmbtuneError(f"model.max_seq_length must be at least 2, got {self.max_seq_length}")
+        if self.backend not in ("auto", "fast", "hf"):
+            raise EmbtuneError(f"model.backend must be auto, fast or hf, got {self.backend!r}")
 
 
 @dataclass

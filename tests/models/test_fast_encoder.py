@@ -1,0 +1,222 @@
+"""FastEncoder == the Hugging Face forward and backward, on tiny random models of every supported architecture."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from embtune.errors import EmbtuneError
+from embtune.models.embedding_model import EmbeddingModel
+from embtune.models.fast_encoder import FastEncoder
+from embtune.models.fast_weights import from_hf, hf_state_dict, name_map, save_fast
+from embtune.models.pooling import Pooling
+
+VOCAB, HIDDEN, HEADS, LAYERS, FFN = 99, 32, 4, 2, 37
+
+
+def _tiny(arch: str, dropout: float = 0.0):
+    """A tiny random Hugging Face model of ``arch`` (dropout probabilities set to ``dropout``)."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    common = {"vocab_size": VOCAB, "max_position_embeddings": 80}
+    if arch == "bert":
+        config = tf.BertConfig(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                               intermediate_size=FFN, hidden_dropout_prob=dropout,
+                               attention_probs_dropout_prob=dropout, **common)
+        return tf.BertModel(config)
+    if arch == "xlm-roberta":
+        config = tf.XLMRobertaConfig(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                                     intermediate_size=FFN, hidden_dropout_prob=dropout, pad_token_id=1,
+                                     attention_probs_dropout_prob=dropout, type_vocab_size=1, **common)
+        return tf.XLMRobertaModel(config)
+    if arch == "mpnet":
+        config = tf.MPNetConfig(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                                intermediate_size=FFN, hidden_dropout_prob=dropout,
+                                attention_probs_dropout_prob=dropout, **common)
+        return tf.MPNetModel(config)
+    config = tf.DistilBertConfig(dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FFN, dropout=dropout,
+                                 attention_dropout=dropout, **common)
+    return tf.DistilBertModel(config)
+
+
+ARCHS = ["bert", "xlm-roberta", "mpnet", "distilbert"]
+
+
+def _batch(lengths: list[int], pad_id: int, token_types: bool = False, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Right-padded random ids (never the pad id, as a tokenizer's real tokens) with the given lengths."""
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(3, VOCAB, (len(lengths), width), generator=g)
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    ids = ids.masked_fill(mask == 0, pad_id)
+    features = {"input_ids": ids, "attention_mask": mask}
+    if token_types:
+        features["token_type_ids"] = torch.randint(0, 2, ids.shape, generator=g) * mask
+    return features
+
+
+def _hf_hidden(hf, features):
+    inputs = {k: v for k, v in features.items() if k != "token_type_ids" or "token_type_ids" in features}
+    return hf(**inputs).last_hidden_state
+
+
+def _pad_id(hf) -> int:
+    return 1 if type(hf).__name__ in ("MPNetModel", "XLMRobertaModel") else 0
+
+
+LENGTHS = [[7, 3, 12, 1, 40], [16, 16, 16]]  # varied (MPNet's log buckets start at distance 8) and unpadded
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("lengths", LENGTHS, ids=["padded", "no-padding"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode):
+    hf = _tiny(arch)
+    fast = from_hf(copy.deepcopy(hf))
+    hf.train(mode == "train")
+    fast.train(mode == "train")
+    features = _batch(lengths, _pad_id(hf), token_types=arch == "bert")
+    mask = features["attention_mask"].bool()
+    theirs = _hf_hidden(hf, features)
+    ours = fast(features["input_ids"], features["attention_mask"], features.get("token_type_ids"))
+    assert ours.shape == theirs.shape
+    assert (ours[mask] - theirs[mask]).abs().max() <= 1e-5
+    assert bool((ours[~mask] == 0).all())
+
+    pool = Pooling(HIDDEN, ["cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"])
+    weights = torch.randn(pool.output_dimension, generator=torch.Generator().manual_seed(3))
+    p_ours, p_theirs = pool(ours, features["attention_mask"]), pool(theirs, features["attention_mask"])
+    assert (p_ours - p_theirs).abs().max() <= 1e-5
+    (p_ours * weights).sum().backward()
+    (p_theirs * weights).sum().backward()
+    hf_params = dict(hf.named_parameters())
+    for name, param in fast.named_parameters():
+        expected = torch.cat([hf_params[n].grad for n in name_map(fast)[name]])
+        scale = expected.abs().max().clamp(min=1e-12)
+        assert param.grad is not None, name
+        assert ((param.grad - expected).abs().max() / scale) <= 1e-4, name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_saved_weights_are_hugging_face_names_and_load_back(arch, tmp_path):
+    from transformers import AutoModel
+
+    hf = _tiny(arch).eval()
+    fast = from_hf(copy.deepcopy(hf))
+    with torch.no_grad():  # change the weights so a stale copy would show
+        for p in fast.parameters():
+            p.add_(0.01)
+    state = hf_state_dict(fast)
+    assert set(state) == set(hf.state_dict())
+    save_fast(fast, tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded).__name__ == type(hf).__name__
+    features = _batch([5, 9, 2], _pad_id(hf))
+    mask = features["attention_mask"].bool()
+    with torch.no_grad():
+        ours = fast.eval()(features["input_ids"], features["attention_mask"])
+        theirs = _hf_hidden(loaded, features)
+    assert (ours[mask] - theirs[mask]).abs().max() <= 1e-5
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    fast = from_hf(_tiny("bert", dropout=0.3))
+    features = _batch([6, 9], 0)
+    args = (features["input_ids"], features["attention_mask"])
+    fast.train()
+    torch.manual_seed(0)
+    a = fast(*args)
+    b = fast(*args)
+    assert not torch.allclose(a, b)
+    fast.eval()
+    assert torch.equal(fast(*args), fast(*args))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    hf = _tiny("bert")
+    plain, ckpt = from_hf(copy.deepcopy(hf)).train(), from_hf(copy.deepcopy(hf)).train()
+    ckpt.gradient_checkpointing_enable()
+    features = _batch([7, 3, 12], 0)
+    for model in (plain, ckpt):
+        model(features["input_ids"], features["attention_mask"]).pow(2).sum().backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_embed_roles_in_one_forward_equals_one_forward_per_role(tiny_bert_dir):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir, pooling="mean")
+    assert model.transformer.backend == "fast"
+    features = {
+        "anchor": model.tokenize(["the cat", "a dog runs in the city at night"]),
+        "positive": model.tokenize(["the big red bus", "a"]),
+        "negative": model.tokenize(["music and books and films and games", "sun"]),
+    }
+    together = model.embed_roles(features)
+    for role, feats in features.items():
+        torch.testing.assert_close(together[role], model(feats), rtol=0, atol=1e-6)
+
+
+def test_backend_choice(tiny_bert_dir, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    fast = EmbeddingModel.from_transformer(tiny_bert_dir)
+    hf = EmbeddingModel.from_transformer(tiny_bert_dir, backend="hf")
+    assert isinstance(fast.transformer.auto_model, FastEncoder)
+    assert type(hf.transformer.auto_model).__name__ == "BertModel"
+    assert fast.describe()["architecture"] == hf.describe()["architecture"] == "BertModel"
+    texts = ["the cat sat", "a long text about the river and the sea " * 4]
+    np.testing.assert_allclose(fast.encode(texts, precision="fp32"), hf.encode(texts, precision="fp32"), atol=1e-5)
+    # an architecture variant the fast path does not implement: auto keeps Hugging Face, fast refuses
+    config = BertConfig.from_pretrained(tiny_bert_dir)
+    config.position_embedding_type = "relative_key"
+    BertModel(config).save_pretrained(tmp_path / "rel")
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_bert_dir / name).is_file():
+            (tmp_path / "rel" / name).write_bytes((tiny_bert_dir / name).read_bytes())
+    assert EmbeddingModel.from_transformer(tmp_path / "rel").transformer.backend == "hf"
+    with pytest.raises(EmbtuneError, match="backend 'fast' does not support"):
+        EmbeddingModel.from_transformer(tmp_path / "rel", backend="fast")
+    with pytest.raises(EmbtuneError, match="unknown backend"):
+        EmbeddingModel.from_transformer(tiny_bert_dir, backend="onnx")
+
+
+def test_switching_back_to_hf_keeps_trained_weights(tiny_bert_dir):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    with torch.no_grad():
+        model.transformer.auto_model.layers[0].qkv.weight.mul_(1.5)
+    before = model.encode(["the cat sat on the road"], precision="fp32")
+    model.transformer.use_backend("hf")
+    assert model.transformer.backend == "hf"
+    np.testing.assert_allclose(model.encode(["the cat sat on the road"], precision="fp32"), before, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bundled_model_fast_equals_hf_and_bf16_is_close(minilm_dir):
+    fast = EmbeddingModel.load(minilm_dir)
+    hf = EmbeddingModel.load(minilm_dir, backend="hf")
+    assert fast.transformer.backend == "fast"
+    base = ["A man is playing a guitar.", "Ein Mann spielt Gitarre.", "日本語の文です。", "a", "?",
+            "numbers 3.14159 and 2,718", "Norsk: Fjerne trapp i mur utvendig"]
+    texts = [f"{base[i % len(base)]} " + "word " * (i % 41) for i in range(120)] + ["long text " * 200]
+    a, b = fast.encode(texts, precision="fp32"), hf.encode(texts, precision="fp32")
+    assert np.abs(a - b).max() <= 1e-5
+    c = fast.encode(texts, precision="bf16")
+    cosine = (a * c).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(c, axis=1)
+    assert cosine.min() >= 0.9999
+
+
+def test_recipe_model_backend_is_validated_and_reaches_the_model(tiny_bert_dir):
+    from embtune.training.build import build_model
+    from embtune.training.recipe import config_from_dict
+
+    raw = {"model": {"name": str(tiny_bert_dir), "backend": "hf"}, "datasets": [{"path": "x.jsonl"}]}
+    assert build_model(config_from_dict(raw).model).transformer.backend == "hf"
+    raw["model"]["backend"] = "auto"
+    assert build_model(config_from_dict(raw).model).transformer.backend == "fast"
+    raw["model"]["backend"] = "onnx"
+    with pytest.raises(EmbtuneError, match="model.backend"):
+        config_from_dict(raw)
