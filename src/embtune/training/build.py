@@ -5,6 +5,7 @@ Each function here is one setup step of ``loop.train``; none of them runs during
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
     ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
     """
     opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle}
+    if cfg.adapter is not None:  # a LoRA run: the base model, plus the adapter (from the checkpoint on resume)
+        from ..models.adapters import with_adapter
+
+        return with_adapter(build_model(dataclasses.replace(cfg, adapter=None)), cfg.name, cfg.adapter, checkpoint)
     if checkpoint is not None:
         model = EmbeddingModel.load(checkpoint, **opts)
         model.source = cfg.name

@@ -29,6 +29,38 @@ def _choice(group: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
         raise EmbtuneError(f"{group}.{key}: {value!r} is not one of {', '.join(choices)}")
 
 
+ADAPTER_SAVES = ("merged", "adapter")
+
+
+@dataclass
+class AdapterCfg:
+    """A LoRA adapter trained instead of the full encoder (``model.adapter``; needs ``embtune[lora]``).
+
+    Args:
+        kind: ``lora`` (the only kind so far).
+        r / alpha / dropout: LoRA rank, scaling (``alpha / r``) and dropout on the adapter's input.
+        target_modules: Linear layer names to adapt; empty: per-architecture defaults
+            (query/key/value/dense for BERT and XLM-R, see ``embtune.models.adapters``).
+        save: ``merged`` writes the final model with the adapter folded in (loads anywhere, no peft);
+            ``adapter`` writes the adapter alone beside the base model's sentence-transformers config.
+    """
+
+    kind: str = "lora"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=list)
+    save: str = "merged"
+
+    def __post_init__(self) -> None:
+        _choice("model.adapter", "kind", self.kind, ("lora",))
+        _choice("model.adapter", "save", self.save, ADAPTER_SAVES)
+        if self.r < 1 or self.alpha <= 0:
+            raise EmbtuneError(f"model.adapter.r must be >= 1 and alpha > 0, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise EmbtuneError(f"model.adapter.dropout must be in [0, 1), got {self.dropout}")
+
+
 @dataclass
 class ModelCfg:
     """The base model, and how to compose one from a plain Hugging Face encoder folder.
@@ -38,6 +70,7 @@ class ModelCfg:
         pooling / normalize: used only when ``name`` is a plain HF encoder (no ``modules.json``).
         max_seq_length: truncate texts to this many tokens; None keeps the model's own setting.
         trust_remote_code / allow_pickle: security opt-ins, off by default.
+        adapter: train a LoRA adapter instead of all weights (see ``AdapterCfg``); None: full fine-tuning.
     """
 
     name: str = "bundled:all-MiniLM-L6-v2"
@@ -46,6 +79,7 @@ class ModelCfg:
     max_seq_length: int | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    adapter: AdapterCfg | None = None
 
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 2:

@@ -32,6 +32,7 @@ from ..data.collate import Batch, collate
 from ..errors import EmbtuneError
 from ..evaluation import run_evaluators
 from ..losses.base import ModelLoss
+from ..models.adapters import finish_adapter
 from ..models.embedding_model import EmbeddingModel
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
@@ -183,6 +184,7 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
             "best_checkpoint": state.best_checkpoint,
         }
         model.eval()
+        finish_adapter(model, config.model.adapter)  # LoRA: fold the adapter in, unless save: adapter
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
             write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead

@@ -61,6 +61,7 @@ def run_info(
         return dataset_info(prepared, source, d.cfg.template, loss_info(d.loss))
 
     best = state.best_checkpoint
+    adapter = getattr(model, "adapter_info", None)  # set by models.adapters.with_adapter on LoRA runs
     return RunInfo(
         base_model=config.model.name,
         architecture=model.architecture_repr(),
@@ -74,6 +75,10 @@ def run_info(
         hyperparameters_non_default=config.args.non_default(),
         log_rows=list(state.log),
         best_step=int(best.rsplit("-", 1)[1]) if best else None,
+        adapter=None if adapter is None else adapter.config,
+        adapter_merged=config.model.adapter is None or config.model.adapter.save == "merged",
+        trainable_parameters=None if adapter is None else adapter.trainable_parameters,
+        total_parameters=None if adapter is None else adapter.total_parameters,
     )
 
 
