@@ -109,7 +109,8 @@ class DatasetCfg:
     """One training dataset and the loss trained on it.
 
     Args:
-        path: csv / tsv / jsonl / parquet file or a saved ``datasets`` folder (``folder:split``); a relative path is
+        path: csv / tsv / jsonl / parquet file, a folder or glob of such shards (``data/train/*.parquet``), or a
+            saved ``datasets`` folder (``folder:split``); a relative path is
             relative to the recipe file when it comes from one (``data/pairs_train.jsonl``).
         name: name in logs and model cards (default: the file name).
         format: file format when the extension does not say it.
