@@ -135,3 +135,19 @@ def test_adapter_recipe_errors(tiny_bert_dir, pairs_file, tmp_path, config_facto
     cfg = _lora_config(config_factory, tiny_bert_dir, pairs_file, tmp_path / "c", adapter={"target_modules": ["qq"]})
     with pytest.raises(EmbtuneError, match=r"target_modules: \['qq'\] match no Linear"):
         train(config_from_dict(cfg))
+
+
+@pytest.mark.slow
+def test_lora_two_gloo_processes_match_one_process(tiny_nodropout_dir, pairs_file, tmp_path, config_factory):
+    from test_ddp import _launch  # the torchrun-environment launcher of the DDP tests
+
+    def cfg(out: Path, batch: int) -> dict:
+        return _lora_config(config_factory, tiny_nodropout_dir, pairs_file, out, max_steps=4,
+                            per_device_train_batch_size=batch, save_strategy="no", logging_steps=1)
+
+    single = train(config_from_dict(cfg(tmp_path / "single", 8)))
+    _launch(cfg(tmp_path / "ddp", 4), world_size=2)
+    a, b = _weights(single.model_path), _weights(tmp_path / "ddp")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+    start = EmbeddingModel.from_transformer(tiny_nodropout_dir, normalize=True).state_dict()
+    assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-4  # it did train
