@@ -1,13 +1,14 @@
 # The two commands of the README:
 #   make demo   set up .venv and run the main job
-#   make test   set up .venv and run the tests
+#   make test   set up .venv and run the tests (all of them, docstring examples included)
+#   make test-fast  the edit-test loop: everything but the tests marked slow (under 2 minutes on 2 cores)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch first and pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-dev data demo test lint bench clean
+.PHONY: setup setup-dev data demo test test-fast lint bench clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ demo: $(VENV)/.core $(DATA)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests bench recipes

@@ -176,12 +176,14 @@ def quick_runs(tiny_bert_dir, recipes_dir, tmp_path_factory) -> dict[str, tuple[
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["000", "003", "004"])
 def test_card_headings_match_the_seed(seed, quick_runs):
     expected = _normalized(parse_headings(read_seed(seed)))
     assert _normalized(parse_headings(quick_runs[seed][1])) == expected
 
 
+@pytest.mark.slow
 def test_card_headings_match_seed_001_but_for_the_final_log_row(quick_runs):
     expected = _normalized(parse_headings(read_seed("001")))
     ours = _normalized(parse_headings(quick_runs["001"][1]))
@@ -191,12 +193,14 @@ def test_card_headings_match_seed_001_but_for_the_final_log_row(quick_runs):
     assert ours[:i] + ours[i + 1 :] == expected
 
 
+@pytest.mark.slow
 def test_card_headings_match_flattened_seed_002_as_prefix(quick_runs):
     expected = _normalized(parse_headings(read_seed("002"), comments=False))
     ours = _normalized(parse_headings(quick_runs["002"][1], comments=False))
     assert ours[: len(expected)] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", sorted(SEED_RECIPES))
 def test_card_losses_match_the_seed(seed, quick_runs):
     seed_card, card = read_seed(seed), quick_runs[seed][1]
@@ -204,6 +208,7 @@ def test_card_losses_match_the_seed(seed, quick_runs):
     assert _loss_blocks(card) == _loss_blocks(seed_card)
 
 
+@pytest.mark.slow
 def test_runs_report_base_and_final_metrics(quick_runs):
     base, final = quick_runs["000"][0]["base"], quick_runs["000"][0]["final"]
     assert {"eval_loss"} <= set(base) & set(final)  # the seed's validation loss
@@ -214,8 +219,13 @@ def test_runs_report_base_and_final_metrics(quick_runs):
     assert "| dict " in quick_runs["003"][1].replace("<code>", "").replace("</code>", "")  # record columns
 
 
+@pytest.mark.slow
 def test_a_seed_recipe_runs_on_the_bundled_model(minilm_dir, recipes_dir, tmp_path):
     quick = ["model.max_seq_length=16", "args.per_device_train_batch_size=8"]
     metrics, card = _run("002", recipes_dir, tmp_path / "out", quick)
     assert "sentence-transformers/all-MiniLM-L6-v2" in card.split("\n# ", 1)[1].splitlines()[0]
-    assert metrics["final"]["eval_test-triplet-evaluation_max_accuracy"] > 0.5
+    key = "eval_test-triplet-evaluation_max_accuracy"
+    # 0.5 is chance, and the pretrained base model already gets about 0.94 here: the evaluation must see the
+    # pretrained weights (not a fresh init), and two steps at the seed's learning rate must not lose them.
+    assert metrics["base"][key] >= 0.85, metrics["base"]
+    assert metrics["final"][key] >= metrics["base"][key], (metrics["base"], metrics["final"])

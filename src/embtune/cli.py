@@ -23,6 +23,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluation.registry import EVALUATORS  # the evaluator names come from the registry
+
     parser = argparse.ArgumentParser(prog="embtune", description="Fine-tune, evaluate and serve embedding models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
     p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl/.parquet file, or a BEIR folder for retrieval")
-    p.add_argument("--evaluator", required=True, help="sts, triplet, binary or retrieval")
+    p.add_argument("--evaluator", required=True, help=f"one of {', '.join(EVALUATORS)}")
     p.add_argument("--columns", nargs="+", default=[], metavar="input=column",
                    help="map evaluator inputs to file columns, e.g. scores=similarity (defaults: see README)")
     p.add_argument("--name", default="", help="prefix of every metric name")

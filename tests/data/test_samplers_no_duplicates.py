@@ -83,6 +83,7 @@ def test_plan_depends_only_on_key_equality() -> None:
     assert a == b
 
 
+@pytest.mark.slow
 def test_hash_texts_is_stable_across_processes() -> None:
     code = "from embtune.data.hashing import hash_texts; print(hash_texts(['hello', 'wörld', '']).tolist())"
     outputs = {

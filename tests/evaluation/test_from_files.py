@@ -209,6 +209,7 @@ def test_retrieval_errors(tmp_path):
 # --- real data (skipped when ../shared/data is absent) ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_norquad_retrieval_loads_as_beir(model, shared_data):
     folder = shared_data / "norquad" / "retrieval"
     if not (folder / "corpus.jsonl").is_file():

@@ -1,8 +1,8 @@
 """Build an evaluator from a data file: the one place shared by recipes (``eval.evaluators``), Python and
 ``embtune eval``.
 
-``columns`` maps each input of the evaluator to a column of the file; inputs left out use the defaults in
-``DEFAULT_COLUMNS``:
+``columns`` maps each input of the evaluator to a column of the file; inputs left out use the defaults of the
+evaluator class (its ``file_columns``, see ``default_columns``):
 
 - ``sts``: ``sentences1``, ``sentences2``, ``scores`` <- ``sentence1``, ``sentence2``, ``score``. Scores are
   used as they are: Spearman depends only on ranks and Pearson is invariant to a linear rescaling, so STS-B's
@@ -13,7 +13,7 @@
   is ``split=`` or a ``folder:split`` suffix, default ``test``) or a CSV/TSV/JSONL file of (query, positive)
   rows with ``query`` and ``positive`` <- ``query``, ``positive``.
 
->>> DEFAULT_COLUMNS["sts"]
+>>> default_columns("sts")
 {'sentences1': 'sentence1', 'sentences2': 'sentence2', 'scores': 'score'}
 """
 
@@ -27,16 +27,9 @@ from typing import Any
 from ..data.sources import load_table, split_path
 from ..errors import EmbtuneError
 from .base import Evaluator
-from .registry import build_evaluator, check_kind, suggest
+from .registry import EVALUATORS, build_evaluator, check_kind, suggest
 from .retrieval_data import RetrievalData, load_beir, load_retrieval_pairs
 
-# evaluator input -> file column, per kind
-DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
-    "sts": {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"},
-    "triplet": {"anchors": "anchor", "positives": "positive", "negatives": "negative"},
-    "binary": {"sentences1": "sentence1", "sentences2": "sentence2", "labels": "label"},
-    "retrieval": {"query": "query", "positive": "positive"},
-}
 _FROM_DATA = {"queries", "corpus", "relevant_docs"}  # retrieval inputs that come from the file, never params
 
 
@@ -56,7 +49,7 @@ def evaluator_from_file(
         kind: ``sts``, ``triplet``, ``binary`` or ``retrieval``.
         path: a CSV/TSV/JSONL/Parquet file (or saved dataset folder); for retrieval a BEIR folder or a
             CSV/TSV/JSONL/Parquet pairs file.
-        columns: evaluator input -> file column, overriding ``DEFAULT_COLUMNS[kind]`` (see module doc).
+        columns: evaluator input -> file column, overriding ``default_columns(kind)`` (see module doc).
         name: prefix of every metric key (``""``: none).
         params: other constructor arguments of the evaluator (``batch_size``, ``main_similarity``...).
         max_rows: use only the first rows of the file; for a BEIR folder, the first queries (the whole
@@ -88,8 +81,14 @@ def evaluator_from_file(
     return build_evaluator(kind, **params)
 
 
+def default_columns(kind: str) -> dict[str, str]:
+    """Evaluator input -> default file column for a registered evaluator (its class's ``file_columns``)."""
+    check_kind(kind)
+    return dict(getattr(EVALUATORS[kind], "file_columns", {}))
+
+
 def _column_mapping(kind: str, columns: Mapping[str, str] | None) -> dict[str, str]:
-    defaults = DEFAULT_COLUMNS[kind]
+    defaults = default_columns(kind)
     for key, column in (columns or {}).items():
         if key not in defaults:
             raise EmbtuneError(

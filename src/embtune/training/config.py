@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data.sources import dataset_name
 from ..errors import EmbtuneError
+from ..evaluation.registry import EVALUATORS
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 STRATEGIES = ("no", "steps", "epoch")
@@ -140,7 +141,7 @@ class DatasetCfg:
 
 @dataclass
 class EvaluatorCfg:
-    """One evaluator: ``kind`` (sts / triplet / binary / retrieval), its data file and column mapping.
+    """One evaluator: ``kind`` (a name in ``embtune.evaluation.EVALUATORS``), its data file and column mapping.
 
     ``columns`` maps the evaluator's inputs to file columns: sts and binary take ``sentences1``,
     ``sentences2`` and ``scores`` / ``labels``; triplet takes ``anchors``, ``positives``, ``negatives``;
@@ -156,7 +157,7 @@ class EvaluatorCfg:
     max_rows: int | None = None
 
     def __post_init__(self) -> None:
-        _choice("eval.evaluators[]", "kind", self.kind, ("sts", "triplet", "binary", "retrieval"))
+        _choice("eval.evaluators[]", "kind", self.kind, tuple(EVALUATORS))  # the registry is the one list
         if not self.path:
             raise EmbtuneError("eval.evaluators[].path: every evaluator needs a data file")
 

@@ -25,14 +25,3 @@ class JsonlLogger:
         """Append one row and flush it, so a killed run keeps everything logged so far."""
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
-
-
-def format_row(row: dict[str, Any]) -> str:
-    """A short one-line view of a log row for the progress bar / terminal."""
-    parts = []
-    for key, value in row.items():
-        if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
-        else:
-            parts.append(f"{key}={value}")
-    return " ".join(parts)

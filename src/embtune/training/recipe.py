@@ -14,6 +14,7 @@ the command line, and ``args.output_dir``, are relative to the current directory
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -78,7 +79,7 @@ def config_from_dict(raw: dict[str, Any], overrides: typing.Sequence[str] = ()) 
     if not isinstance(raw, dict):
         raise EmbtuneError(f"a recipe is a mapping with model, datasets, eval and args, got {type(raw).__name__}")
     _check_tree(raw, "")
-    raw = _deep_copy(raw)
+    raw = copy.deepcopy(raw)
     for item in overrides:
         apply_override(raw, item)
     return from_dict(TrainConfig, raw, "")
@@ -225,11 +226,3 @@ def _type_name(tp: Any) -> str:
 
 def _type_error(where: str, tp: Any, value: Any) -> EmbtuneError:
     return EmbtuneError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _deep_copy(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return {k: _deep_copy(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_deep_copy(v) for v in raw]
-    return raw
