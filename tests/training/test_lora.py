@@ -34,6 +34,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in EmbeddingModel.load(folder).state_dict().items()}
 
 
+@pytest.mark.slow
 def test_lora_trains_only_adapters_and_merged_output_loads_in_sentence_transformers(
     tiny_nodropout_dir, pairs_file, tmp_path, config_factory
 ):
@@ -64,6 +65,7 @@ def _lora_model(folder: Path) -> EmbeddingModel:
     return model
 
 
+@pytest.mark.slow
 def test_adapter_only_output_loads_in_sentence_transformers_both_ways(
     tiny_nodropout_dir, pairs_file, tmp_path, config_factory
 ):
@@ -92,6 +94,7 @@ def test_adapter_only_output_loads_in_sentence_transformers_both_ways(
     assert "saved as the adapter alone" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_resume_with_adapters_equals_an_uninterrupted_run(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     common = {"max_steps": 10, "save_steps": 4, "gradient_accumulation_steps": 2, "warmup_steps": 2}
     adapter = {"dropout": 0.1}  # dropout on: the RNG state must be restored too
