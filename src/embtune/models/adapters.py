@@ -187,7 +187,18 @@ def adapter_base_name(name: str) -> str:
 
 
 def with_adapter(model: EmbeddingModel, base_name: str, cfg: Any, checkpoint: Path | None = None) -> EmbeddingModel:
-    """``model`` with the LoRA adapter of ``cfg`` (an ``AdapterCfg``): fresh, or read from ``checkpoint``."""
+    """``model`` with the LoRA adapter of ``cfg`` (an ``AdapterCfg``): fresh, or read from ``checkpoint``.
+
+    ``save: adapter`` needs a Hugging Face ``transformers`` encoder: the saved adapter names its layers, and
+    sentence-transformers / PEFT load it only onto that same module tree.
+    """
+    from transformers import PreTrainedModel
+
+    if cfg.save == "adapter" and not isinstance(model.transformer.auto_model, PreTrainedModel):
+        raise EmbtuneError(
+            f"model.adapter.save: adapter needs the Hugging Face encoder, but this model runs "
+            f"{type(model.transformer.auto_model).__name__}; set model.backend: hf, or save: merged"
+        )
     if checkpoint is not None:
         info = load_lora(model, checkpoint)
     else:
