@@ -127,6 +127,16 @@ def test_default_targets_per_architecture(tiny_bert_dir):
                                             num_attention_heads=2, intermediate_size=20))
     assert default_targets(xlmr) == ["query", "key", "value", "dense"]
 
+    class Layer(torch.nn.Module):  # the layer names of embtune's own fast encoder (models/fast_encoder.py)
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv, self.attn_out = torch.nn.Linear(8, 24), torch.nn.Linear(8, 8)
+            self.ffn_in, self.ffn_out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 8)
+
+    assert default_targets(torch.nn.ModuleList([Layer()])) == ["qkv", "attn_out", "ffn_in", "ffn_out"]
+    with pytest.raises(EmbtuneError, match="no default LoRA target modules.*set model.adapter.target_modules"):
+        default_targets(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
 
 def test_adapter_recipe_errors(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     cfg = _lora_config(config_factory, tiny_bert_dir, pairs_file, tmp_path / "a", adapter={"alpah": 4})
