@@ -49,12 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="embtune", description="Fine-tune, evaluate and serve embedding models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("encode", help="embed texts from a file into a .npy array")
+    p = sub.add_parser("encode", help="embed texts from a file into a .npy array, or a corpus into Parquet shards")
     _add_model_options(p)
-    p.add_argument("--input", required=True, help=".txt (one text per line), .csv, .tsv, .jsonl or .parquet")
+    p.add_argument("--input", required=True, help=".txt (one text per line), .csv, .tsv, .jsonl or .parquet; "
+                   "with --text-column also a folder or glob of shards")
     p.add_argument("--column", help="text column for .csv/.tsv/.jsonl/.parquet input")
-    p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy)")
+    p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy), or the output folder "
+                   "of Parquet (id, embedding) shards with --text-column")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.add_argument("--text-column", help="corpus mode: the text column of the input shards (writes Parquet parts)")
+    p.add_argument("--id-column", default="id", help="corpus mode: the row id column (default id)")
+    p.add_argument("--shard", help="corpus mode: do only shard i of n (0-based), e.g. 0/4")
+    p.add_argument("--chunk-rows", type=int, default=50_000, help="corpus mode: rows per output part (unit of resume)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "int8"],
                    help="compute precision; int8 runs the Linear layers as int8 matmuls (output stays float32)")
@@ -126,6 +132,8 @@ def read_texts(path: str, column: str | None, max_chars: int = 1 << 30) -> list[
 
 
 def cmd_encode(args) -> int:
+    if args.text_column:
+        return cmd_encode_corpus(args)
     import io
 
     import numpy as np
@@ -166,6 +174,25 @@ def cmd_encode(args) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output, buf.getvalue())
     print(f"wrote {emb.shape[0]} x {emb.shape[1]} {emb.dtype} embeddings to {output}")
+    return 0
+
+
+def cmd_encode_corpus(args) -> int:
+    """`embtune encode MODEL --input DIR --text-column text --output OUT/`: resumable Parquet shards."""
+    from .corpus.encode_shards import encode_corpus, parse_shard
+
+    if args.column:
+        raise EmbtuneError("--column and --text-column: pass only --text-column in corpus mode")
+    shard = parse_shard(args.shard)
+    model = _load(args)
+    opts = {k: v for k, v in {"normalize": args.normalize or None, "prompt": args.prompt,
+                              "prompt_name": args.prompt_name, "precision": args.precision,
+                              "quantize": args.quantize, "truncate_dim": args.truncate_dim}.items() if v is not None}
+    report = encode_corpus(model, args.input, args.output, text_column=args.text_column, id_column=args.id_column,
+                           chunk_rows=args.chunk_rows, shard=shard, batch_size=args.batch_size, **opts)
+    state = "complete" if report.complete else "incomplete (other shards still to run)"
+    print(f"wrote {len(report.parts_written)} parts ({report.rows_written} rows), skipped {len(report.parts_skipped)} "
+          f"finished parts, of {report.parts_total}; {report.output} is {state}")
     return 0
 
 

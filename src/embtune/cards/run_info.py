@@ -105,6 +105,10 @@ class RunInfo:
     hyperparameters_all: dict[str, Any] = field(default_factory=dict)
     hyperparameters_non_default: dict[str, Any] = field(default_factory=dict)
     log_rows: list[dict[str, Any]] = field(default_factory=list)  # the loop's log (training_log.jsonl rows)
+    adapter: dict[str, Any] | None = None  # LoRA config (kind, r, alpha, dropout, target_modules) of a LoRA run
+    adapter_merged: bool = True  # the adapter was folded into the saved weights
+    trainable_parameters: int | None = None
+    total_parameters: int | None = None
     best_step: int | None = None  # the step of the saved (best) checkpoint, bold in the logs
     framework_versions: dict[str, str] = field(default_factory=framework_versions)
     tags: list[str] = field(default_factory=list)

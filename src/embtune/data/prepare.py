@@ -38,7 +38,7 @@ from .validate import (
     warn_truncated,
 )
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: per-array .npy files (memory-mapped) instead of arrays.npz
 _BATCH_ROWS = 1000  # rows rendered and tokenized per tokenizer call
 
 
@@ -181,8 +181,8 @@ def prepare_dataset(
     if not (entry / "meta.json").exists():
         _build_entry(entry, table, spec, tokenizer, max_seq_length, path)
     meta = json.loads((entry / "meta.json").read_text())
-    arrays = np.load(entry / "arrays.npz")
-    labels = arrays["labels"] if "labels" in arrays.files else None
+    arrays = _load_arrays(entry)  # memory-mapped: per-row arrays of millions of rows stay on disk
+    labels = arrays.get("labels")
 
     duplicates = count_duplicate_rows(arrays["row_keys"], labels)
     warn_duplicates(duplicates, table.num_rows, path)
@@ -283,10 +283,17 @@ def _build_entry(
             arrays["labels"] = label_array(
                 table.column(spec.columns.label), column=spec.columns.label, path=path
             )
-        np.savez(partial / "arrays.npz", **arrays)
+        for name, values in arrays.items():  # one .npy per array, so it can be memory-mapped
+            np.save(partial / f"{name}.npy", values)
         (partial / "meta.json").write_text(
             json.dumps({"truncated_count": truncated, "num_rows": table.num_rows})
         )
+
+
+def _load_arrays(entry: Path) -> dict[str, np.ndarray]:
+    """lengths, row_keys (and labels) of a cache entry, memory-mapped read-only."""
+    return {name: np.load(entry / f"{name}.npy", mmap_mode="r")
+            for name in ("lengths", "row_keys", "labels") if (entry / f"{name}.npy").is_file()}
 
 
 def _render(values: pa.Array, column: str, template: str | None, path: Path, first_row: int = 0) -> list[str]:

@@ -77,6 +77,11 @@ def load_table(
         EmbtuneError: missing/empty file, header only, likely wrong delimiter, bytes that are not UTF-8,
             a row whose field count differs from the header, malformed JSON, unknown format.
     """
+    from .shards import load_shards, shard_files  # a folder or glob of shards: each file read as below
+
+    files = shard_files(path) if split is None else None
+    if files is not None:
+        return load_shards(path, files, fmt, cache_dir, tuple(text_columns))
     path, split = split_path(path, split)
     path = input_path(path, "data file")  # FIFO, device, unreadable, symlink loop: one line, never a hang
     if not path.exists():
@@ -152,6 +157,11 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 
     For a folder (saved dataset), the names, sizes and mtimes of all its files. Used as a cache key.
     """
+    from .shards import shard_files, shards_fingerprint
+
+    shards = shard_files(path)
+    if shards is not None:
+        return shards_fingerprint(shards)
     path = Path(path)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -191,7 +201,10 @@ def dataset_name(path: str | os.PathLike[str], name: str | None = None) -> str:
     >>> dataset_name("data/qa_train.jsonl"), dataset_name("data/qa_train.jsonl", "qa")
     ('qa_train', 'qa')
     """
-    return name or split_path(path)[0].stem
+    folder_or_file = split_path(path)[0]
+    if any(ch in folder_or_file.name for ch in "*?["):  # a glob of shards: the folder's name
+        return name or folder_or_file.parent.name
+    return name or folder_or_file.stem
 
 
 def _resolve_format(path: Path, fmt: str | None) -> str:

@@ -36,6 +36,11 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel
     A folder without ``modules.json`` is a plain Hugging Face encoder: it gets ``cfg.pooling`` and
     ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
     """
+    if cfg.adapter is not None:  # a LoRA run: the base model (HF modules, peft needs them), plus the adapter
+        from ..models.adapters import with_adapter
+
+        base = dataclasses.replace(cfg, adapter=None, backend="hf" if cfg.backend == "auto" else cfg.backend)
+        return with_adapter(build_model(base), cfg.name, cfg.adapter, checkpoint)
     model = _load_model(cfg, checkpoint)
     apply_freeze(model.transformer, cfg.freeze)  # frozen parameters: requires_grad=False, so not in the optimizer
     return model

@@ -74,6 +74,36 @@ class FreezeCfg:
     def __post_init__(self) -> None:
         if self.layers < 0:
             raise EmbtuneError(f"model.freeze.layers must be >= 0, got {self.layers}")
+ADAPTER_SAVES = ("merged", "adapter")
+
+
+@dataclass
+class AdapterCfg:
+    """A LoRA adapter trained instead of the full encoder (``model.adapter``; needs ``embtune[lora]``).
+
+    Args:
+        kind: ``lora`` (the only kind so far).
+        r / alpha / dropout: LoRA rank, scaling (``alpha / r``) and dropout on the adapter's input.
+        target_modules: Linear layer names to adapt; empty: per-architecture defaults
+            (query/key/value/dense for BERT and XLM-R, see ``embtune.models.adapters``).
+        save: ``merged`` writes the final model with the adapter folded in (loads anywhere, no peft);
+            ``adapter`` writes the adapter alone beside the base model's sentence-transformers config.
+    """
+
+    kind: str = "lora"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=list)
+    save: str = "merged"
+
+    def __post_init__(self) -> None:
+        _choice("model.adapter", "kind", self.kind, ("lora",))
+        _choice("model.adapter", "save", self.save, ADAPTER_SAVES)
+        if self.r < 1 or self.alpha <= 0:
+            raise EmbtuneError(f"model.adapter.r must be >= 1 and alpha > 0, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise EmbtuneError(f"model.adapter.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -88,6 +118,7 @@ class ModelCfg:
         freeze: parts of the encoder kept fixed (FreezeCfg).
         backend: "auto" runs embtune's own encoder for BERT / XLM-RoBERTa / MPNet / DistilBERT and the
             Hugging Face modules for other architectures; "fast" requires the former; "hf" always uses the latter.
+        adapter: train a LoRA adapter instead of all weights (see ``AdapterCfg``); None: full fine-tuning.
     """
 
     name: str = "bundled:all-MiniLM-L6-v2"
@@ -98,6 +129,7 @@ class ModelCfg:
     allow_pickle: bool = False
     freeze: FreezeCfg = field(default_factory=FreezeCfg)
     backend: str = "auto"
+    adapter: AdapterCfg | None = None
 
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 2:
@@ -142,7 +174,8 @@ class DatasetCfg:
     """One training dataset and the loss trained on it.
 
     Args:
-        path: csv / tsv / jsonl / parquet file or a saved ``datasets`` folder (``folder:split``); a relative path is
+        path: csv / tsv / jsonl / parquet file, a folder or glob of such shards (``data/train/*.parquet``), or a
+            saved ``datasets`` folder (``folder:split``); a relative path is
             relative to the recipe file when it comes from one (``data/pairs_train.jsonl``).
         name: name in logs and model cards (default: the file name).
         format: file format when the extension does not say it.

@@ -33,6 +33,7 @@ from ..data.collate import Batch, collate
 from ..errors import EmbtuneError
 from ..evaluation import run_evaluators
 from ..losses.base import Loss, ModelLoss
+from ..models.adapters import finish_adapter
 from ..models.embedding_model import EmbeddingModel
 from ..report.run import REPORT_FILE, report_before_training
 from ..utils import distributed as dist
@@ -224,6 +225,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
             "best_checkpoint": state.best_checkpoint,
         }
         model.eval()
+        finish_adapter(model, config.model.adapter)  # LoRA: fold the adapter in, unless save: adapter
         guards.check_finite_model(model, output_dir)
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)

@@ -185,6 +185,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: C901 - one branch
         for option in options:
             if option is type(None):
                 continue
+            if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                return from_dict(option, value, where)  # keep its own message (unknown key, bad value)
             try:
                 return _convert(option, value, where)
             except EmbtuneError:

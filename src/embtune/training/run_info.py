@@ -62,6 +62,7 @@ def run_info(
         return dataset_info(prepared, source, d.cfg.template, loss_info(d.loss))
 
     best = state.best_checkpoint
+    adapter = getattr(model, "adapter_info", None)  # set by models.adapters.with_adapter on LoRA runs
     return RunInfo(
         base_model=config.model.name,
         architecture=model.architecture_repr(),
@@ -76,6 +77,10 @@ def run_info(
         log_rows=list(state.log),
         best_step=int(best.rsplit("-", 1)[1]) if best else None,
         data_report=data_report_lines(Path(config.args.output_dir)),
+        adapter=None if adapter is None else adapter.config,
+        adapter_merged=config.model.adapter is None or config.model.adapter.save == "merged",
+        trainable_parameters=None if adapter is None else adapter.trainable_parameters,
+        total_parameters=None if adapter is None else adapter.total_parameters,
     )
 
 

@@ -1,0 +1,1 @@
+"""Encoding corpora larger than one process: sharded, resumable Parquet output (``encode_shards``)."""

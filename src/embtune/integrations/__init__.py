@@ -1,0 +1,1 @@
+"""Adapters to other engines (Ray Data, Spark): optional, imported only when used."""
