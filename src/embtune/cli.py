@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, help="use only the first N rows (retrieval folder: the first N queries)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("export", help="export to ONNX: onnxruntime alone (no torch) reproduces encode")
+    _add_model_options(p)
+    p.add_argument("--format", required=True, choices=["onnx"], help="export format")
+    p.add_argument("--quantize", choices=["int8"], help="also write int8 (dynamic quantization) graphs")
+    p.add_argument("--output", required=True, help="output folder (new, empty, or a previous export)")
+
     return parser
 
 
@@ -206,6 +212,16 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(_load(args), args.output, quantize=args.quantize)
+    for path in sorted(out.rglob("*.onnx")):
+        print(f"{path.stat().st_size / 1e6:8.1f} MB  {path}")
+    print(f"onnxruntime files (graph, tokenizer.json, config.json): {out / 'embedding'}")
+    return 0
+
+
 def comparison_table(base: dict, final: dict) -> str:
     """Base vs fine-tuned metrics as an aligned text table (metrics present in both)."""
     keys = [k for k in final if k in base and isinstance(final[k], int | float) and isinstance(base[k], int | float)]
@@ -218,7 +234,8 @@ def comparison_table(base: dict, final: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval}
+COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval,
+            "export": cmd_export}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
