@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["int8"], help="also write int8 (dynamic quantization) graphs")
     p.add_argument("--output", required=True, help="output folder (new, empty, or a previous export)")
 
+    p = sub.add_parser("serve", help="serve embeddings over HTTP (OpenAI /v1/embeddings, TEI /embed)")
+    _add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: env EMBTUNE_API_KEY, else none)")
+    p.add_argument("--served-model-name", help="model id reported by /v1/models (default: the MODEL argument)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="token budget of one merged encode call")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 503")
+    p.add_argument("--max-inputs", type=int, default=2048, help="texts per request")
+    p.add_argument("--no-batching", action="store_true", help="one encode call per request (load-test baseline)")
+
     return parser
 
 
@@ -222,6 +235,29 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import ServeConfig, serve
+
+    for name in ("port", "max_batch_tokens", "max_queue", "max_inputs"):
+        value = getattr(args, name)
+        if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
+            raise EmbtuneError(f"--{name.replace('_', '-')} {value} is out of range; pass a positive number")
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get("EMBTUNE_API_KEY") or None,
+        model_name=args.served_model_name or args.model,
+        precision=args.precision,
+        batching=not args.no_batching,
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_inputs=args.max_inputs,
+    )
+    serve(_load(args), config)
+    return 0
+
+
 def comparison_table(base: dict, final: dict) -> str:
     """Base vs fine-tuned metrics as an aligned text table (metrics present in both)."""
     keys = [k for k in final if k in base and isinstance(final[k], int | float) and isinstance(base[k], int | float)]
@@ -235,7 +271,7 @@ def comparison_table(base: dict, final: dict) -> str:
 
 
 COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval,
-            "export": cmd_export}
+            "export": cmd_export, "serve": cmd_serve}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
