@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-inputs", type=int, default=2048, help="texts per request")
     p.add_argument("--no-batching", action="store_true", help="one encode call per request (load-test baseline)")
 
+    p = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub (model files only)")
+    p.add_argument("model_dir", help="a saved model folder, e.g. a training output_dir")
+    p.add_argument("repo_id", help="user/name or org/name")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--revision", help="branch to push to (created if missing)")
+    p.add_argument("--commit-message", default="Upload model trained with embtune")
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; upload nothing")
+
     return parser
 
 
@@ -258,6 +266,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from .hub_push import push_to_hub
+
+    result = push_to_hub(args.model_dir, args.repo_id, private=args.private, revision=args.revision,
+                         commit_message=args.commit_message, dry_run=args.dry_run)
+    for name in result.files:
+        print(name)
+    size = f"{len(result.files)} files, {result.total_bytes / 1e6:.1f} MB"
+    print(f"dry run: would upload {size} to {result.repo_id}" if args.dry_run else f"pushed {size}: {result.url}")
+    return 0
+
+
 def comparison_table(base: dict, final: dict) -> str:
     """Base vs fine-tuned metrics as an aligned text table (metrics present in both)."""
     keys = [k for k in final if k in base and isinstance(final[k], int | float) and isinstance(base[k], int | float)]
@@ -271,7 +291,8 @@ def comparison_table(base: dict, final: dict) -> str:
 
 
 COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval,
-            "export": cmd_export, "serve": cmd_serve}
+            "export": cmd_export, "serve": cmd_serve,
+            "push": cmd_push}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

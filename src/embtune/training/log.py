@@ -13,9 +13,10 @@ class JsonlLogger:
     Only the process that writes files (rank 0) should create one.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, trackers: list | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.trackers = list(trackers or [])  # args.report_to: each gets every new row (not restart's)
 
     def restart(self, rows: list[dict[str, Any]]) -> None:
         """Replace the file with ``rows`` (the log of the checkpoint a run resumes from)."""
@@ -25,6 +26,12 @@ class JsonlLogger:
         """Append one row and flush it, so a killed run keeps everything logged so far."""
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+        for tracker in self.trackers:
+            tracker.log(row)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
 
 
 def format_row(row: dict[str, Any]) -> str:

@@ -43,9 +43,10 @@ from .config import TrainArgs, TrainConfig
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
 from .run_info import write_card
+from .trackers import TENSORBOARD_DIR, build_trackers
 
 LOG_FILE = "training_log.jsonl"
-PRESERVED = ("checkpoints", LOG_FILE, ".cache")  # kept in output_dir when the final model replaces it
+PRESERVED = ("checkpoints", LOG_FILE, ".cache", TENSORBOARD_DIR, "mlruns")  # kept in output_dir when the final model replaces it
 
 
 @dataclass
@@ -74,6 +75,10 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
     output_dir = Path(args.output_dir)
     cache_dir = args.resolved_cache_dir()  # shared across runs: tokenize once, reuse everywhere
     resume_from = _resume_point(args, output_dir)  # None for a fresh run (clears an old run if allowed)
+    if args.push_to_hub and dist.is_main():
+        from ..hub_push import check_can_push
+
+        check_can_push()  # offline or no token: fail now, not after the run
     dist.barrier()
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
@@ -117,7 +122,8 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         state = saved.state
         sampler.load_state_dict(state.sampler)
         set_rng_state(saved.rng_states[rank if rank < len(saved.rng_states) else 0])
-    logger = JsonlLogger(output_dir / LOG_FILE) if dist.is_main() else None
+    trackers = build_trackers(args.report_to, config, output_dir) if dist.is_main() else []
+    logger = JsonlLogger(output_dir / LOG_FILE, trackers) if dist.is_main() else None
     if logger is not None:
         logger.restart(state.log)  # drop rows a killed run wrote after its last checkpoint
 
@@ -186,6 +192,15 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
             write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
+        if logger is not None:  # the final model's metrics go to the trackers (the JSONL log has its rows)
+            for tracker in logger.trackers:
+                tracker.log({"step": state.step, **{f"eval_final_{k.removeprefix('eval_')}": v for k, v in final.items()}})
+            logger.close()
+        if args.push_to_hub:
+            from ..hub_push import push_to_hub
+
+            metrics["hub_url"] = push_to_hub(output_dir, args.hub_model_id, private=args.hub_private_repo,
+                                             revision=args.hub_revision).url
     dist.shutdown()
     return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
 
