@@ -101,3 +101,23 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"shared data not found at {root}")
     return root
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def recipes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of recipes/*.yaml next to a data/ folder written by recipes/data/generate.py (as `make demo` does
+    in the checkout), so tests run the shipped recipes without writing into the repository."""
+    import importlib.util
+    import shutil
+
+    folder = tmp_path_factory.mktemp("recipes")
+    for recipe in (ROOT / "recipes").glob("*.yaml"):
+        shutil.copy(recipe, folder / recipe.name)
+    spec = importlib.util.spec_from_file_location("recipes_generate", ROOT / "recipes" / "data" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    generate.write_all(folder / "data")
+    return folder

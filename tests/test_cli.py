@@ -41,7 +41,7 @@ def test_encode_csv_column(model_dir, tmp_path):
     "make_input, extra, message",
     [
         (lambda p: p / "missing.txt", [], "no such file"),
-        (lambda p: (p / "empty.txt").write_text("") and p / "empty.txt" or p / "empty.txt", [], "no texts found"),
+        (lambda p: (p / "empty.txt").write_text("") and p / "empty.txt" or p / "empty.txt", [], "file is empty"),
         (lambda p: (p / "t.csv").write_text("id,text\n1,a\n") and p / "t.csv", ["--column", "body"], "unknown column 'body'"),
         (lambda p: (p / "t2.csv").write_text("id,text\n1,a\n") and p / "t2.csv", [], "pass --column"),
         (lambda p: (p / "bad.txt").write_bytes(b"ok\n\xff\xfe bad\n") and p / "bad.txt", [], "not valid UTF-8"),

@@ -96,6 +96,7 @@ def test_eval_bad_input_is_one_line(model_dir, sts_csv, tmp_path, capsys, extra,
     assert message in captured.err and captured.err.count("\n") == 1 and "Traceback" not in captured.err
 
 
+@pytest.mark.slow
 def test_stsb_test_spearman_of_the_bundled_model(minilm_dir, shared_data, capsys):
     path = shared_data / "stsb" / "test.csv"
     if not path.is_file():

@@ -26,13 +26,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from embtune.data.synthetic import resolve_path
-from embtune.data.synthetic_seeds import FILES, write_seed_data
 from embtune.training.loop import train
 from embtune.training.recipe import load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "cards"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "data"))
 from card_helpers import parse_headings, read_seed  # noqa: E402
+from seed_shapes import FILES, seed_files  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated")  # the quick runs cut max_seq_length to 32
 
@@ -61,9 +61,10 @@ def _recipe(seed: str) -> Path:
     return RECIPES / SEED_RECIPES[seed]
 
 
-def _run(seed: str, out: Path, extra: list[str]) -> tuple[dict, str]:
+def _run(seed: str, recipes: Path, out: Path, extra: list[str]) -> tuple[dict, str]:
+    """Train the copy of the seed recipe in ``recipes`` (next to its generated data/ folder)."""
     overrides = [f"args.output_dir={out}", "args.max_steps=2", "args.disable_tqdm=true", *QUICK[seed], *extra]
-    result = train(load_recipe(_recipe(seed), overrides))
+    result = train(load_recipe(recipes / SEED_RECIPES[seed], overrides))
     return result.metrics, (out / "README.md").read_text(encoding="utf-8")
 
 
@@ -133,16 +134,17 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_seed_data_is_deterministic_and_resolves_from_synthetic_paths(tmp_path):
-    first, second = write_seed_data(tmp_path / "a"), write_seed_data(tmp_path / "b")
-    assert set(first) == set(FILES)
-    assert all(first[name].read_bytes() == second[name].read_bytes() for name in FILES)
-    resolved = Path(resolve_path("synthetic:speeches_train.jsonl", tmp_path / "cache"))
-    assert resolved.read_bytes() == first["speeches_train.jsonl"].read_bytes()
+def test_seed_data_is_deterministic_and_is_what_the_recipes_read(recipes_dir):
+    first, second = seed_files(), seed_files()
+    assert set(first) == set(FILES) and first == second
+    written = {name: _rows(recipes_dir / "data" / name) for name in FILES}
+    assert written == first  # the files generate.py wrote hold exactly these rows
+    cfg = load_recipe(recipes_dir / SEED_RECIPES["000"])
+    assert Path(cfg.datasets[0].path) == recipes_dir / "data" / "speeches_train.jsonl"  # relative to the recipe
 
 
-def test_seed_data_has_the_seed_columns(tmp_path):
-    files = {name: _rows(path) for name, path in write_seed_data(tmp_path).items()}
+def test_seed_data_has_the_seed_columns(recipes_dir):
+    files = {name: _rows(recipes_dir / "data" / name) for name in FILES}
     for name in ("speeches_train.jsonl", "speeches_dev.jsonl"):
         assert all(set(r) == {"anchor", "positive", "negative"} for r in files[name])
         assert all(len(r["positive"]) > 2 * len(r["anchor"]) for r in files[name])  # short topic, long speech
@@ -166,18 +168,22 @@ def test_seed_data_has_the_seed_columns(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tiny_bert_dir, tmp_path_factory) -> dict[str, tuple[dict, str]]:
+def quick_runs(tiny_bert_dir, recipes_dir, tmp_path_factory) -> dict[str, tuple[dict, str]]:
     """Each seed recipe trained 2 steps on the tiny BERT: seed -> (metrics, README.md text)."""
     model = [f"model.name={tiny_bert_dir}", "model.max_seq_length=32"]
-    return {seed: _run(seed, tmp_path_factory.mktemp(f"seed{seed}") / "out", model) for seed in SEED_RECIPES}
+    return {
+        seed: _run(seed, recipes_dir, tmp_path_factory.mktemp(f"seed{seed}") / "out", model) for seed in SEED_RECIPES
+    }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["000", "003", "004"])
 def test_card_headings_match_the_seed(seed, quick_runs):
     expected = _normalized(parse_headings(read_seed(seed)))
     assert _normalized(parse_headings(quick_runs[seed][1])) == expected
 
 
+@pytest.mark.slow
 def test_card_headings_match_seed_001_but_for_the_final_log_row(quick_runs):
     expected = _normalized(parse_headings(read_seed("001")))
     ours = _normalized(parse_headings(quick_runs["001"][1]))
@@ -187,12 +193,14 @@ def test_card_headings_match_seed_001_but_for_the_final_log_row(quick_runs):
     assert ours[:i] + ours[i + 1 :] == expected
 
 
+@pytest.mark.slow
 def test_card_headings_match_flattened_seed_002_as_prefix(quick_runs):
     expected = _normalized(parse_headings(read_seed("002"), comments=False))
     ours = _normalized(parse_headings(quick_runs["002"][1], comments=False))
     assert ours[: len(expected)] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", sorted(SEED_RECIPES))
 def test_card_losses_match_the_seed(seed, quick_runs):
     seed_card, card = read_seed(seed), quick_runs[seed][1]
@@ -200,6 +208,7 @@ def test_card_losses_match_the_seed(seed, quick_runs):
     assert _loss_blocks(card) == _loss_blocks(seed_card)
 
 
+@pytest.mark.slow
 def test_runs_report_base_and_final_metrics(quick_runs):
     base, final = quick_runs["000"][0]["base"], quick_runs["000"][0]["final"]
     assert {"eval_loss"} <= set(base) & set(final)  # the seed's validation loss
@@ -210,8 +219,13 @@ def test_runs_report_base_and_final_metrics(quick_runs):
     assert "| dict " in quick_runs["003"][1].replace("<code>", "").replace("</code>", "")  # record columns
 
 
-def test_a_seed_recipe_runs_on_the_bundled_model(minilm_dir, tmp_path):
+@pytest.mark.slow
+def test_a_seed_recipe_runs_on_the_bundled_model(minilm_dir, recipes_dir, tmp_path):
     quick = ["model.max_seq_length=16", "args.per_device_train_batch_size=8"]
-    metrics, card = _run("002", tmp_path / "out", quick)
+    metrics, card = _run("002", recipes_dir, tmp_path / "out", quick)
     assert "sentence-transformers/all-MiniLM-L6-v2" in card.split("\n# ", 1)[1].splitlines()[0]
-    assert metrics["final"]["eval_test-triplet-evaluation_max_accuracy"] > 0.5
+    key = "eval_test-triplet-evaluation_max_accuracy"
+    # 0.5 is chance, and the pretrained base model already gets about 0.94 here: the evaluation must see the
+    # pretrained weights (not a fresh init), and two steps at the seed's learning rate must not lose them.
+    assert metrics["base"][key] >= 0.85, metrics["base"]
+    assert metrics["final"][key] >= metrics["base"][key], (metrics["base"], metrics["final"])

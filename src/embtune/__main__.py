@@ -2,4 +2,5 @@
 
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (e.g. pytest --doctest-modules) does not run the CLI
+    raise SystemExit(main())

@@ -23,6 +23,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluation.registry import EVALUATORS  # the evaluator names come from the registry
+
     parser = argparse.ArgumentParser(prog="embtune", description="Fine-tune, evaluate and serve embedding models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
     p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl/.parquet file, or a BEIR folder for retrieval")
-    p.add_argument("--evaluator", required=True, help="sts, triplet, binary or retrieval")
+    p.add_argument("--evaluator", required=True, help=f"one of {', '.join(EVALUATORS)}")
     p.add_argument("--columns", nargs="+", default=[], metavar="input=column",
                    help="map evaluator inputs to file columns, e.g. scores=similarity (defaults: see README)")
     p.add_argument("--name", default="", help="prefix of every metric name")
@@ -114,33 +116,32 @@ def _load(args):
 
 
 def read_texts(path: str, column: str | None) -> list[str]:
-    """Texts from a .txt file (one per line, blank lines kept out) or one column of a table file."""
+    """Texts from a .txt file (one per line, blank lines kept out) or one column of a table file.
+
+    Both are read by ``data.sources``, as training and evaluation data are: same BOM, encoding and row errors.
+    """
+    from .data.sources import load_lines, load_table
+    from .data.validate import check_texts
+
     file = Path(path)
     if not file.is_file():
         raise EmbtuneError(f"{file}: no such file; check the --input path")
     if file.suffix.lower() == ".txt":
-        try:
-            texts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError as exc:
-            raise EmbtuneError(f"{file}: byte {exc.start} is not valid UTF-8; re-save the file as UTF-8") from None
         if column is not None:
             raise EmbtuneError(f"{file}: --column applies to table files, not .txt; drop --column")
+        texts = load_lines(file)
     else:
-        from .data.sources import load_table
-
-        table = load_table(file)
+        table = load_table(file).data.table
         if column is None:
             raise EmbtuneError(f"{file}: pass --column to say which column holds the texts; columns: {', '.join(table.column_names)}")
         if column not in table.column_names:
             raise EmbtuneError(f"{file}: unknown column {column!r}; available columns: {', '.join(table.column_names)}")
-        from .data.validate import check_texts
-
-        # reliability (issue 6): null, empty and whitespace-only cells are an error naming the row
-        check_texts(table.data.table.column(column), column=column, role="input", path=file)
-        texts = table[column]
+        # null, empty and whitespace-only cells are an error naming the row, as in training data
+        check_texts(table.column(column), column=column, role="input", path=file)
+        texts = table.column(column).to_pylist()
         for row, value in enumerate(texts, start=1):
-            if not isinstance(value, str):
-                raise EmbtuneError(f"{file}, row {row}, column {column!r}: expected text, got {value!r}; fix or remove the row")
+            if not isinstance(value, str):  # a dict record: training renders it with a template; encode cannot
+                raise EmbtuneError(f"{file}, data row {row} (1-based), column {column!r}: expected text, got {value!r}; fix or remove the row")
     if not texts:
         raise EmbtuneError(f"{file}: no texts found; the input file is empty")
     return texts

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 import pytest
 from torch import Tensor
 
-from embtune.data.columns import ColumnRoles, check_columns, check_roles_for_loss
+from embtune.data.columns import ColumnRoles, check_columns, check_roles_for
 from embtune.errors import EmbtuneError
-from embtune.losses.base import LabelSpec
+from embtune.roles import LabelSpec
 
 
 class PairLoss:
@@ -79,10 +79,10 @@ def test_one_column_cannot_play_two_roles() -> None:
 
 
 def test_roles_match_the_loss() -> None:
-    check_roles_for_loss(ColumnRoles("q", "p", ["n1", "n2"]), PairLoss())
-    check_roles_for_loss(ColumnRoles("a", "b", label="s"), ScoredLoss())
-    check_roles_for_loss(ColumnRoles("a", "b", ["n"]), TripletLoss())
-    check_roles_for_loss(ColumnRoles("a", label="c"), AnchorLabelLoss())
+    check_roles_for(ColumnRoles("q", "p", ["n1", "n2"]), PairLoss())
+    check_roles_for(ColumnRoles("a", "b", label="s"), ScoredLoss())
+    check_roles_for(ColumnRoles("a", "b", ["n"]), TripletLoss())
+    check_roles_for(ColumnRoles("a", label="c"), AnchorLabelLoss())
 
 
 @pytest.mark.parametrize(
@@ -103,4 +103,4 @@ def test_roles_match_the_loss() -> None:
 )
 def test_role_mismatch_says_how_to_fix(roles: ColumnRoles, loss: PairLoss, message: str) -> None:
     with pytest.raises(EmbtuneError, match=message):
-        check_roles_for_loss(roles, loss)
+        check_roles_for(roles, loss)

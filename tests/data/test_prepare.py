@@ -13,9 +13,9 @@ from torch import Tensor
 from transformers import AutoTokenizer
 
 from embtune.data import ColumnRoles, DatasetSpec, DataWarning, prepare_dataset
-from embtune.data.samplers import hash_texts
+from embtune.data.hashing import hash_texts
 from embtune.errors import EmbtuneError
-from embtune.losses.base import LabelSpec
+from embtune.roles import LabelSpec, RoleRequirements
 
 
 class ScoredLoss:
@@ -75,13 +75,13 @@ def test_second_prepare_hits_the_cache(
     tmp_path: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = DatasetSpec(_csv(tmp_path), ColumnRoles("q", "p", label="score"))
-    first = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
+    first = _quiet(spec, tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
 
     def not_called(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the tokenizer was called although the cache is valid")
 
     monkeypatch.setattr(type(tokenizer), "__call__", not_called)
-    again = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
+    again = _quiet(spec, tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
     assert again.cache_dir == first.cache_dir
     assert again.tokens["positive"] == first.tokens["positive"]
     np.testing.assert_array_equal(again.lengths, first.lengths)
@@ -140,7 +140,7 @@ def test_dict_records_render_through_the_template(tmp_path: Path, tokenizer: Any
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = DatasetSpec(path, ColumnRoles("a", "b", label="s"), template="{page_name}: {text}", name="cbs")
-    prepared = _quiet(spec, tokenizer, 16, tmp_path, loss=ScoredLoss())
+    prepared = _quiet(spec, tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
     assert prepared.name == "cbs"
     assert prepared.tokens["anchor"][0] == tokenizer("cat: the dog")["input_ids"]
     bad = DatasetSpec(
@@ -160,7 +160,7 @@ def test_prepare_checks_columns_loss_and_batch_size(tmp_path: Path, tokenizer: A
     ):
         _quiet(DatasetSpec(path, ColumnRoles("q", "answer")), tokenizer, 16, tmp_path)
     with pytest.raises(EmbtuneError, match="FakeScoredLoss needs a label column"):
-        _quiet(DatasetSpec(path, ColumnRoles("q", "p")), tokenizer, 16, tmp_path, loss=ScoredLoss())
+        _quiet(DatasetSpec(path, ColumnRoles("q", "p")), tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss()))
     with pytest.raises(EmbtuneError, match=r"has 3 rows, fewer than one batch \(4\)"):
         _quiet(DatasetSpec(path, ColumnRoles("q", "p")), tokenizer, 16, tmp_path, batch_size=4)
     with pytest.raises(EmbtuneError, match="prompt: unknown role 'query'"):
@@ -168,5 +168,5 @@ def test_prepare_checks_columns_loss_and_batch_size(tmp_path: Path, tokenizer: A
     with pytest.raises(EmbtuneError, match=r"data row 2 \(1-based\), column 'score': label 2 is outside"):
         bad = _csv(tmp_path, "q,p,score\nthe cat,a dog,0\nthe dog,a cat,2\n")
         _quiet(
-            DatasetSpec(bad, ColumnRoles("q", "p", label="score")), tokenizer, 16, tmp_path, loss=ScoredLoss()
+            DatasetSpec(bad, ColumnRoles("q", "p", label="score")), tokenizer, 16, tmp_path, needs=RoleRequirements.of(ScoredLoss())
         )

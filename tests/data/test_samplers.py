@@ -141,14 +141,14 @@ def test_resume_mid_epoch_yields_the_remaining_batches(kind: str, stop_after: in
     stop_after = min(stop_after, len(full))
     seen = [next(it) for _ in range(stop_after)]
     state = json.loads(json.dumps(first.state_dict()))  # checkpoints store it as plain data
-    assert state["epoch"] == 3 and state["batches_done"] == stop_after
+    assert state["epoch"] == 3 and state["batches_done"] == stop_after == first.batches_done
 
     resumed = make(kind, seed=4)
     resumed.load_state_dict(state)
     resumed.set_epoch(3)  # the trainer's usual call does not lose the resume point
     rest = list(resumed)
     assert seen + rest == full
-    assert resumed.state_dict()["batches_done"] == len(full)
+    assert resumed.state_dict()["batches_done"] == resumed.batches_done == len(full)
     assert list(resumed) == full  # the next pass over the same epoch starts from the beginning
     assert run_epoch(resumed, 4) == run_epoch(make(kind, seed=4), 4)
 

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embtune.data import samplers_no_duplicates
-from embtune.data.samplers import NoDuplicatesBatchSampler, ShuffledBatchSampler, hash_texts, padding_waste
+from embtune.data import hashing
+from embtune.data.hashing import hash_texts
+from embtune.data.samplers import NoDuplicatesBatchSampler, ShuffledBatchSampler, padding_waste
 
 
 def _repeated_texts(n: int, seed: int = 0) -> tuple[list[list[str]], np.ndarray]:
@@ -82,8 +83,9 @@ def test_plan_depends_only_on_key_equality() -> None:
     assert a == b
 
 
+@pytest.mark.slow
 def test_hash_texts_is_stable_across_processes() -> None:
-    code = "from embtune.data.samplers import hash_texts; print(hash_texts(['hello', 'wörld', '']).tolist())"
+    code = "from embtune.data.hashing import hash_texts; print(hash_texts(['hello', 'wörld', '']).tolist())"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -107,7 +109,7 @@ def test_hash_texts_falls_back_to_blake2b_without_xxhash(monkeypatch: pytest.Mon
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_xxhash)
-    h = samplers_no_duplicates.hash_texts(["a", "b", "a"])
+    h = hashing.hash_texts(["a", "b", "a"])
     assert h.dtype == np.uint64 and h[0] == h[2] != h[1]
     assert int(h[0]) == int.from_bytes(__import__("hashlib").blake2b(b"a", digest_size=8).digest(), "little")
 

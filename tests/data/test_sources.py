@@ -172,6 +172,7 @@ _TEXTY = st.text(alphabet=list('ab1.,;\t\n\r "{}[]:\\-e') + ["\x00", "\xe9", "\u
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.one_of(st.binary(max_size=300), _TEXTY), suffix=st.sampled_from([".csv", ".jsonl", ".tsv"]))
 def test_fuzz_arbitrary_bytes_load_or_raise_embtune_error(data: bytes, suffix: str) -> None:

@@ -18,7 +18,7 @@ from embtune.data.validate import (
     warn_duplicates,
 )
 from embtune.errors import EmbtuneError
-from embtune.losses.base import LabelSpec
+from embtune.roles import LabelSpec
 
 PAIRS = ColumnRoles("a", "b")
 SCORED = ColumnRoles("a", "b", label="s")

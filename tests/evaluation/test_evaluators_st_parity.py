@@ -218,6 +218,7 @@ def _shared(relative: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_sts_benchmark_slice_matches_sentence_transformers(st_model: object) -> None:
     with _shared("stsb/test.csv").open(encoding="utf-8", newline="") as f:
         rows = list(itertools.islice(csv.DictReader(f), 0, 400, 5))  # 80 pairs across genres
@@ -231,6 +232,7 @@ def test_sts_benchmark_slice_matches_sentence_transformers(st_model: object) -> 
     assert out["stsb-test_spearman_cosine"] > 0.7  # all-MiniLM-L6-v2 scores ~0.82 on the full STS-B test
 
 
+@pytest.mark.slow
 def test_norquad_retrieval_slice_matches_sentence_transformers(st_model: object) -> None:
     data = load_beir(_shared("norquad/retrieval"), split="test")
     qids = sorted(data.queries)[:30]

@@ -134,11 +134,11 @@ def test_recipe_build_evaluators_goes_through_evaluator_from_file(model, tmp_pat
     assert ev(model) == direct(model)
 
 
-def test_synthetic_paths_are_generated_in_the_cache_dir(model, tmp_path):
-    ev = evaluator_from_file("sts", "synthetic:sts_test.jsonl", cache_dir=tmp_path, max_rows=8)
-    assert len(ev.sentences1) == 8
-    with pytest.raises(EmbtuneError, match="need a cache_dir"):
-        evaluator_from_file("sts", "synthetic:sts_test.jsonl")
+def test_a_cache_dir_keeps_the_parsed_table_as_training_does(model, tmp_path):
+    path = write_table(tmp_path / "sts.jsonl", {"sentence1": S1, "sentence2": S2, "score": SCORES})
+    cached = evaluator_from_file("sts", path, cache_dir=tmp_path / "cache", max_rows=4)
+    assert len(cached.sentences1) == 4 and len(list((tmp_path / "cache" / "tables").glob("sts-*.arrow"))) == 1
+    assert cached(model) == evaluator_from_file("sts", path, max_rows=4)(model)
 
 
 # --- evaluate(): the Python entry point of `embtune eval` ---------------------------------------------------
@@ -209,6 +209,7 @@ def test_retrieval_errors(tmp_path):
 # --- real data (skipped when ../shared/data is absent) ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_norquad_retrieval_loads_as_beir(model, shared_data):
     folder = shared_data / "norquad" / "retrieval"
     if not (folder / "corpus.jsonl").is_file():

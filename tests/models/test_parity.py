@@ -6,10 +6,13 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from embtune.models.embedding_model import EmbeddingModel
 
 st = pytest.importorskip("sentence_transformers")
+
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
 
 
 def varied_texts() -> list[str]:
@@ -68,12 +71,20 @@ def test_we_load_a_folder_saved_by_sentence_transformers_6(pair, tmp_path):
 
 
 def test_plain_transformers_loads_our_folder(pair, tmp_path):
+    # transformers only warns on missing or unexpected weight names (and then starts from random weights), so
+    # compare outputs: mean pooling + L2 normalization of its hidden states must give our embeddings.
     from transformers import AutoModel, AutoTokenizer
 
     ours, _ = pair
     folder = ours.save(tmp_path / "hf")
-    AutoModel.from_pretrained(folder)
-    AutoTokenizer.from_pretrained(folder)
+    hf, tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    texts = varied_texts()[:24]
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=ours.max_seq_length, return_tensors="pt")
+    with torch.no_grad():
+        hidden = hf(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    theirs = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    np.testing.assert_allclose(theirs.numpy(), ours.encode(texts, precision="fp32"), atol=1e-5)
 
 
 def test_stsb_spearman_matches_mteb(pair, shared_data):

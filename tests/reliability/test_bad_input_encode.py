@@ -19,8 +19,8 @@ TEXTS = "id,text\n1,the cat\n2,a dog runs\n3,the sun\n"
 # (id, file name, content or None for "absent", extra argv, fragments of the one-line error)
 ENCODE_CASES = [
     ("missing-file", "nope.txt", None, [], ("nope.txt", "no such file", "check the --input path")),
-    ("empty-txt", "in.txt", "", [], ("in.txt", "no texts found", "empty")),
-    ("blank-lines-only", "in.txt", "\n   \n\t\n", [], ("in.txt", "no texts found", "empty")),
+    ("empty-txt", "in.txt", "", [], ("in.txt", "file is empty", "fill it with data")),  # as for a CSV
+    ("blank-lines-only", "in.txt", "\n   \n\t\n", [], ("in.txt", "file is empty", "fill it with data")),
     ("empty-csv", "in.csv", "", ["--column", "text"], ("in.csv", "file is empty", "fill it with data")),
     ("header-only", "in.csv", "id,text\n", ["--column", "text"], ("in.csv", "no data rows", "add rows")),
     ("wrong-delimiter", "in.csv", TEXTS.replace(",", ";"), ["--column", "text"],

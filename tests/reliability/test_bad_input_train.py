@@ -223,6 +223,7 @@ def test_fewer_rows_than_a_batch_trains_with_drop_last_false_when_the_batch_fits
     assert train(load_recipe(recipe)).metrics["global_step"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", ["short-row", "recipe-unknown-key", "corrupted-safetensors-garbage"])
 def test_subprocess_shows_one_line_and_no_traceback(case_id, model_dir, tmp_path):
     case = next(c for c in CASES if c.id == case_id)

@@ -21,6 +21,8 @@ from embtune.errors import EmbtuneError
 from embtune.models.embedding_model import EmbeddingModel
 from embtune.utils import atomic
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 # Saves a model with a large Dense layer (32 x 400k floats = 51 MB) over TARGET. With HOOK=1 it stops for
 # good right after the transformer files are written (a deterministic "killed mid-write").
 CHILD = """

@@ -24,6 +24,8 @@ from embtune.training.checkpoint import find_last_checkpoint, list_checkpoints
 from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict, load_recipe
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 ARGS = {"max_steps": 8, "save_steps": 1, "save_total_limit": 2, "logging_steps": 1, "per_device_train_batch_size": 4,
         "learning_rate": 1e-3, "warmup_steps": 2, "seed": 3, "bf16": False, "disable_tqdm": True}
 

@@ -80,6 +80,7 @@ YAMLISH = st.text(alphabet=list("abmodel:ags- \n\t{}[],'\"&*!|>#%@`0123456789.eE
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.one_of(YAMLISH, VALUES.map(lambda v: yaml.safe_dump(v)),
                       VALUES.map(lambda v: yaml.safe_dump({**VALID, "args": v}))))
+@pytest.mark.slow
 @example(text="a: &x [*x]\n")  # a self-referencing alias
 @example(text="datasets: &d [{path: a.csv, columns: *d}]\n")
 @example(text="!!python/object/apply:os.system ['echo hacked']\n")

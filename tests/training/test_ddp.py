@@ -15,6 +15,8 @@ from embtune import EmbeddingModel
 from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (subprocesses or the real model)
+
 CHILD = """
 import json, sys
 from embtune.training.loop import train

@@ -31,6 +31,7 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: f
     assert worst <= atol, worst
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_gives_the_same_final_weights(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     common = {"max_steps": 10, "save_steps": 4, "gradient_accumulation_steps": 2, "warmup_steps": 2}
     full = train(config_from_dict(config_factory(tiny_bert_dir, pairs_file, tmp_path / "full", **common)))
@@ -74,6 +75,7 @@ train(config_from_dict(json.loads(sys.argv[1])))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     common = {"max_steps": 12, "save_steps": 2, "save_total_limit": 2}
     full = train(config_from_dict(config_factory(tiny_bert_dir, pairs_file, tmp_path / "full", **common)))

@@ -1,6 +1,6 @@
 """Which column plays which role: explicit, never inferred from column order or magic names.
 
-Role names follow ``embtune.losses.base``: ``anchor``, ``positive``, ``negative_1`` ... ``negative_k``
+Role names follow ``embtune.roles``: ``anchor``, ``positive``, ``negative_1`` ... ``negative_k``
 (in the order the negatives are listed), and the optional ``label``.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EmbtuneError
-from ..losses.base import Loss, check_roles
+from ..roles import NeedsRoles, check_roles
 
 
 @dataclass(frozen=True)
@@ -93,19 +93,19 @@ def check_columns(roles: ColumnRoles, available: list[str], path: object = None)
         seen[column] = role
 
 
-def check_roles_for_loss(roles: ColumnRoles, loss: Loss, path: object = None) -> None:
-    """Raise EmbtuneError unless ``roles`` provides what ``loss`` reads (roles, negatives, label).
+def check_roles_for(roles: ColumnRoles, needs: NeedsRoles, path: object = None) -> None:
+    """Raise EmbtuneError unless ``roles`` provides what ``needs`` (a loss's RoleRequirements) asks for.
 
     Also rejects a ``positive`` column the loss never reads, which would be silently ignored otherwise.
     ``path`` (the data file) starts the message, so the user knows which dataset of a recipe is meant.
     """
     prefix = f"{path}: " if path is not None else ""
     try:
-        check_roles(loss, roles.text_roles, len(roles.negatives), has_label=roles.label is not None)
+        check_roles(needs, roles.text_roles, len(roles.negatives), has_label=roles.label is not None)
     except EmbtuneError as exc:
         raise EmbtuneError(f"{prefix}{exc}") from None
-    if roles.positive is not None and "positive" not in loss.required_roles:
+    if roles.positive is not None and "positive" not in needs.required_roles:
         raise EmbtuneError(
-            f"{prefix}{loss.name} reads only {', '.join(loss.required_roles)}, but data.columns maps positive: "
+            f"{prefix}{needs.name} reads only {', '.join(needs.required_roles)}, but data.columns maps positive: "
             f"{roles.positive!r}; remove it or pick a loss that uses pairs"
         )

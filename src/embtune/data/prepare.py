@@ -1,6 +1,6 @@
 """Load, check, render and tokenize one training dataset once; cache the token ids on disk as Arrow.
 
-``prepare_dataset`` runs, in order: ``load_table`` → ``check_columns`` / ``check_roles_for_loss`` →
+``prepare_dataset`` runs, in order: ``load_table`` → ``check_columns`` / ``check_roles_for`` →
 ``validate_table`` → (cache hit, or render + tokenize in batches and write the cache). The cache entry lives in
 ``<cache_dir>/prepared/<name>-<key>/`` and is keyed by everything that changes the token ids: the source
 file fingerprint, the tokenizer fingerprint (class + tokenizer.json content), max_seq_length, templates,
@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import EmbtuneError
-from ..losses.base import Loss
-from .columns import ColumnRoles, check_columns, check_roles_for_loss
+from ..roles import NeedsRoles
+from ..utils.atomic import atomic_dir
+from .columns import ColumnRoles, check_columns, check_roles_for
+from .hashing import hash_texts
 from .render import PerRole, check_per_role, column_kind, for_role, render_column
-from .samplers import hash_texts
-from .sources import file_fingerprint, load_table, split_path
+from .sources import dataset_name, file_fingerprint, load_table, split_path
 from .validate import (
     check_texts,
     count_duplicate_rows,
@@ -72,8 +72,8 @@ class DatasetSpec:
 
     @property
     def display_name(self) -> str:
-        """``name``, or the file name without extension (or split suffix)."""
-        return self.name or split_path(self.path)[0].stem
+        """``name``, or the file name without extension (or split suffix): ``sources.dataset_name``."""
+        return dataset_name(self.path, self.name)
 
 
 @dataclass
@@ -126,7 +126,7 @@ def prepare_dataset(
     spec: DatasetSpec,
     tokenizer: Any,
     max_seq_length: int,
-    loss: Loss | None = None,
+    needs: NeedsRoles | None = None,
     cache_dir: str | os.PathLike[str] = ".embtune_cache",
     batch_size: int | None = None,
 ) -> PreparedDataset:
@@ -136,7 +136,8 @@ def prepare_dataset(
         spec: the dataset.
         tokenizer: a Hugging Face tokenizer (a fast one: its overflow info gives the truncation count).
         max_seq_length: texts are truncated to this many tokens, special tokens included.
-        loss: when given, the roles and labels are checked against what it reads.
+        needs: what the loss reads (``roles.RoleRequirements.of(loss)``); when given, the roles and labels
+            are checked against it.
         cache_dir: root of the on-disk cache (parsed tables under ``tables/``, tokens under ``prepared/``).
         batch_size: when given, fewer rows than one batch is an error.
 
@@ -159,13 +160,13 @@ def prepare_dataset(
 
     roles = spec.columns
     check_columns(roles, table.column_names, path)
-    if loss is not None:
-        check_roles_for_loss(roles, loss, path)
+    if needs is not None:
+        check_roles_for(roles, needs, path)
     role_names = list(roles.text_roles)
     check_per_role(spec.template, role_names, f"{path}: template")
     check_per_role(spec.prompt, role_names, f"{path}: prompt")
     validate_table(
-        table, roles, label_spec=loss.label if loss is not None else None, path=path, batch_size=batch_size
+        table, roles, label_spec=needs.label if needs is not None else None, path=path, batch_size=batch_size
     )
 
     pad_id = tokenizer.pad_token_id
@@ -242,14 +243,15 @@ def _cache_key(spec: DatasetSpec, tokenizer: Any, max_seq_length: int) -> str:
 def _build_entry(
     entry: Path, table: pa.Table, spec: DatasetSpec, tokenizer: Any, max_seq_length: int, path: Path
 ) -> None:
-    """Render and tokenize in batches, stream the ids into ``tokens.arrow``; write arrays and meta last."""
+    """Render and tokenize in batches, stream the ids into ``tokens.arrow``; write arrays and meta last.
+
+    The entry appears in one rename. When two processes (DDP ranks) build the same entry, the last one
+    replaces an identical folder; a rank that already memory-mapped the first keeps its open files.
+    """
     text_roles = spec.columns.text_roles
     schema = pa.schema([(role, pa.list_(pa.int32())) for role in text_roles])
-    partial = entry.with_name(f"{entry.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     lengths, keys, truncated = [], [], 0
-    try:
+    with atomic_dir(entry) as partial:  # a crash never leaves a half-written entry; another rank may win
         with (
             pa.OSFile(str(partial / "tokens.arrow"), "wb") as sink,
             pa.ipc.new_stream(sink, schema) as writer,
@@ -284,16 +286,6 @@ def _build_entry(
         (partial / "meta.json").write_text(
             json.dumps({"truncated_count": truncated, "num_rows": table.num_rows})
         )
-        if (entry / "meta.json").exists():
-            return  # another process (e.g. a DDP rank) finished the same entry first; it may be mapped
-        shutil.rmtree(entry, ignore_errors=True)  # a stale entry without meta.json (interrupted run)
-        try:
-            os.replace(partial, entry)
-        except OSError:
-            if not (entry / "meta.json").exists():
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _render(values: pa.Array, column: str, template: str | None, path: Path, first_row: int = 0) -> list[str]:

@@ -1,4 +1,7 @@
-"""Read a training table from disk: the one module that knows file formats.
+"""Read a table (or a plain text file) from disk: the one module that reads data files.
+
+``embtune train``, ``embtune eval`` and ``embtune encode`` all read through here, so the same file gets the
+same answer (and the same error) from every command.
 
 Supported: CSV (``.csv``), TSV (``.tsv``/``.tab``), JSON lines (``.jsonl``/``.ndjson``, and ``.json`` holding
 one object per line), Parquet (``.parquet``/``.pq``) and folders written by ``datasets``'
@@ -17,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import datasets
@@ -27,6 +30,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from ..errors import EmbtuneError
+from ..utils.atomic import atomic_file
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "disk")
 _EXTENSIONS = {
@@ -49,6 +53,7 @@ def load_table(
     *,
     split: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    text_columns: Sequence[str] = (),
 ) -> datasets.Dataset:
     """Load a table file (or a saved ``datasets`` folder) as an Arrow-backed ``datasets.Dataset``.
 
@@ -60,6 +65,8 @@ def load_table(
         cache_dir: where the parsed Arrow file is kept (``<cache_dir>/tables/``) and memory-mapped from;
             an unchanged file is not parsed again. None parses into memory (fine for small files; pass a
             cache dir for large ones). Nothing is ever written to ``~/.cache``.
+        text_columns: columns to read as text whatever they look like (ids such as ``007`` in a CSV stay
+            ``"007"``; numbers in JSON become their text).
 
     Returns:
         The table; columns keep their types (strings, numbers, structs for JSON objects).
@@ -84,10 +91,11 @@ def load_table(
     if fmt in ("csv", "tsv"):
         _check_delimiter(path, fmt)
 
+    as_text = tuple(text_columns)
     if cache_dir is None:
-        table = _parse(path, fmt, None)  # small files only: held in memory
+        table = _parse(path, fmt, None, as_text)  # small files only: held in memory
     else:
-        table = _cached_arrow(path, fmt, Path(cache_dir))
+        table = _cached_arrow(path, fmt, Path(cache_dir), as_text)
     try:
         if isinstance(table, Path):
             dataset = datasets.Dataset.from_file(str(table), in_memory=False)
@@ -98,7 +106,36 @@ def load_table(
             f"{path}: cannot use this table ({_first_line(exc)}); check the column names/types"
         ) from None
     _check_table(path, fmt, dataset)
+    if fmt in ("jsonl", "parquet") and as_text:
+        dataset = _as_text(path, dataset, as_text)
     return dataset
+
+
+def _as_text(path: Path, dataset: datasets.Dataset, columns: tuple[str, ...]) -> datasets.Dataset:
+    """Cast ``columns`` (those present) to strings; CSV/TSV read them as text from the start."""
+    table = dataset.data.table
+    for name in columns:
+        if name in table.column_names and not pa.types.is_string(table.schema.field(name).type):
+            try:
+                column = table.column(name).cast(pa.string())
+            except pa.ArrowException:
+                raise EmbtuneError(f"{path}: column {name!r} must hold text or numbers; fix the values") from None
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+    return datasets.Dataset(table)
+
+
+def load_lines(path: str | os.PathLike[str]) -> list[str]:
+    """The non-blank lines of a plain text file (one text per line), with ``load_table``'s file checks.
+
+    A UTF-8 byte-order mark is dropped, as for tables; an empty file and bytes that are not UTF-8 give the
+    same one-line errors as a CSV file does.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EmbtuneError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
+    _check_not_empty(path)
+    _check_utf8(path)
+    return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -136,6 +173,16 @@ def split_path(path: str | os.PathLike[str], split: str | None = None) -> tuple[
                 raise EmbtuneError(f"{path}: split given twice ({suffix!r} and {split!r}); keep one")
             return Path(base), suffix
     return path, split
+
+
+def dataset_name(path: str | os.PathLike[str], name: str | None = None) -> str:
+    """A dataset's name in logs, caches and model cards: ``name``, else the file name without extension
+    (a saved ``folder:split`` gives the folder's name).
+
+    >>> dataset_name("data/qa_train.jsonl"), dataset_name("data/qa_train.jsonl", "qa")
+    ('qa_train', 'qa')
+    """
+    return name or split_path(path)[0].stem
 
 
 def _resolve_format(path: Path, fmt: str | None) -> str:
@@ -231,9 +278,9 @@ class _Retry(Exception):
     """Raised mid-stream when the file must be re-read with wider column types."""
 
 
-def _parse(path: Path, fmt: str, target: Path | None) -> pa.Table | None:
+def _parse(path: Path, fmt: str, target: Path | None, text_columns: tuple[str, ...] = ()) -> pa.Table | None:
     """Parse ``path``: stream the batches into ``target`` (Arrow IPC stream), or return a Table if None."""
-    hints: dict[str, object] = {"column_types": {}, "whole_json": False}
+    hints: dict[str, object] = {"column_types": dict.fromkeys(text_columns, pa.string()), "whole_json": False}
     for _ in range(64):
         try:
             batches = _batches(path, fmt, hints)
@@ -390,19 +437,16 @@ def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
         ) from None
 
 
-def _cached_arrow(path: Path, fmt: str, cache_dir: Path) -> Path:
+def _cached_arrow(path: Path, fmt: str, cache_dir: Path, text_columns: tuple[str, ...] = ()) -> Path:
     """Parse once into ``<cache_dir>/tables/<name>-<key>.arrow`` (Arrow IPC stream); reuse while unchanged."""
-    key = hashlib.sha256(f"{_TABLE_CACHE_VERSION}|{fmt}|{file_fingerprint(path)}".encode()).hexdigest()[:16]
+    text = f"|{','.join(text_columns)}" if text_columns else ""
+    key = hashlib.sha256(f"{_TABLE_CACHE_VERSION}|{fmt}|{file_fingerprint(path)}{text}".encode()).hexdigest()[:16]
     target = cache_dir / "tables" / f"{path.stem}-{key}.arrow"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    try:
-        _parse(path, fmt, partial)
-        os.replace(partial, target)  # atomic: a crash never leaves a half-written cache entry
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_file(target, fsync=False) as partial:  # a crash never leaves a half-written cache entry
+        _parse(path, fmt, partial, text_columns)
     return target
 
 
@@ -442,4 +486,4 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-__all__ = ["FORMATS", "file_fingerprint", "load_table", "split_path"]
+__all__ = ["FORMATS", "dataset_name", "file_fingerprint", "load_lines", "load_table", "split_path"]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import EmbtuneError
-from ..losses.base import LabelSpec, first_bad_label
+from ..roles import LabelSpec, first_bad_label
 from .columns import ColumnRoles
 from .render import column_kind
 

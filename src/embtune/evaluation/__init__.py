@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from ..errors import EmbtuneError
 from .base import Encoder, Evaluator
 from .binary import BinaryClassificationEvaluator
-from .from_files import DEFAULT_COLUMNS, evaluator_from_file
+from .from_files import default_columns, evaluator_from_file
 from .registry import EVALUATORS, build_evaluator
 from .retrieval import InformationRetrievalEvaluator
 from .retrieval_data import RetrievalData, load_beir, load_retrieval_pairs
@@ -24,7 +24,6 @@ from .sts import EmbeddingSimilarityEvaluator
 from .triplet import TripletEvaluator
 
 __all__ = [
-    "DEFAULT_COLUMNS",
     "EVALUATORS",
     "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator",
@@ -34,6 +33,7 @@ __all__ = [
     "RetrievalData",
     "TripletEvaluator",
     "build_evaluator",
+    "default_columns",
     "evaluate",
     "evaluator_from_file",
     "load_beir",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class BinaryClassificationEvaluator:
 
     greater_is_better = True
     card_heading = "Binary Classification"  # the "#### Binary Classification" section of the model card (as sentence-transformers)
+    # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
+    file_columns: ClassVar[dict[str, str]] = {"sentences1": "sentence1", "sentences2": "sentence2", "labels": "label"}
 
     def __init__(
         self,

@@ -1,8 +1,8 @@
 """Build an evaluator from a data file: the one place shared by recipes (``eval.evaluators``), Python and
 ``embtune eval``.
 
-``columns`` maps each input of the evaluator to a column of the file; inputs left out use the defaults in
-``DEFAULT_COLUMNS``:
+``columns`` maps each input of the evaluator to a column of the file; inputs left out use the defaults of the
+evaluator class (its ``file_columns``, see ``default_columns``):
 
 - ``sts``: ``sentences1``, ``sentences2``, ``scores`` <- ``sentence1``, ``sentence2``, ``score``. Scores are
   used as they are: Spearman depends only on ranks and Pearson is invariant to a linear rescaling, so STS-B's
@@ -13,7 +13,7 @@
   is ``split=`` or a ``folder:split`` suffix, default ``test``) or a CSV/TSV/JSONL file of (query, positive)
   rows with ``query`` and ``positive`` <- ``query``, ``positive``.
 
->>> DEFAULT_COLUMNS["sts"]
+>>> default_columns("sts")
 {'sentences1': 'sentence1', 'sentences2': 'sentence2', 'scores': 'score'}
 """
 
@@ -25,19 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sources import load_table, split_path
-from ..data.synthetic import PREFIX, resolve_path
 from ..errors import EmbtuneError
 from .base import Evaluator
-from .registry import build_evaluator, check_kind, suggest
+from .registry import EVALUATORS, build_evaluator, check_kind, suggest
 from .retrieval_data import RetrievalData, load_beir, load_retrieval_pairs
 
-# evaluator input -> file column, per kind
-DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
-    "sts": {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"},
-    "triplet": {"anchors": "anchor", "positives": "positive", "negatives": "negative"},
-    "binary": {"sentences1": "sentence1", "sentences2": "sentence2", "labels": "label"},
-    "retrieval": {"query": "query", "positive": "positive"},
-}
 _FROM_DATA = {"queries", "corpus", "relevant_docs"}  # retrieval inputs that come from the file, never params
 
 
@@ -56,15 +48,15 @@ def evaluator_from_file(
     Args:
         kind: ``sts``, ``triplet``, ``binary`` or ``retrieval``.
         path: a CSV/TSV/JSONL/Parquet file (or saved dataset folder); for retrieval a BEIR folder or a
-            CSV/TSV/JSONL pairs file. ``synthetic:<file>`` names a generated file (needs ``cache_dir``).
-        columns: evaluator input -> file column, overriding ``DEFAULT_COLUMNS[kind]`` (see module doc).
+            CSV/TSV/JSONL/Parquet pairs file.
+        columns: evaluator input -> file column, overriding ``default_columns(kind)`` (see module doc).
         name: prefix of every metric key (``""``: none).
         params: other constructor arguments of the evaluator (``batch_size``, ``main_similarity``...).
         max_rows: use only the first rows of the file; for a BEIR folder, the first queries (the whole
             corpus is still searched).
         split: qrels split of a BEIR folder (default ``test``); also a saved ``DatasetDict`` split.
-        cache_dir: where ``synthetic:`` files are generated. The table itself is parsed in memory: its
-            columns become Python lists for the evaluator anyway.
+        cache_dir: where the parsed table is kept (as in training, ``<cache_dir>/tables/``); None parses
+            it in memory.
 
     Raises:
         EmbtuneError: unknown kind or column key (did-you-mean), missing file, a column the file lacks
@@ -80,17 +72,23 @@ def evaluator_from_file(
             f"evaluator {kind!r}: {taken} come from the data file, not params; map file columns with columns"
         )
     params = {"name": name, **params}
-    path = _resolve(path, cache_dir)
+    path = str(path)
     if kind == "retrieval":
-        data = _retrieval_data(path, mapping, columns, max_rows, split)
+        data = _retrieval_data(path, mapping, columns, max_rows, split, cache_dir)
         params |= {"queries": data.queries, "corpus": data.corpus, "relevant_docs": data.relevant_docs}
     else:
-        params |= _read_columns(kind, path, mapping, max_rows, split)
+        params |= _read_columns(kind, path, mapping, max_rows, split, cache_dir)
     return build_evaluator(kind, **params)
 
 
+def default_columns(kind: str) -> dict[str, str]:
+    """Evaluator input -> default file column for a registered evaluator (its class's ``file_columns``)."""
+    check_kind(kind)
+    return dict(getattr(EVALUATORS[kind], "file_columns", {}))
+
+
 def _column_mapping(kind: str, columns: Mapping[str, str] | None) -> dict[str, str]:
-    defaults = DEFAULT_COLUMNS[kind]
+    defaults = default_columns(kind)
     for key, column in (columns or {}).items():
         if key not in defaults:
             raise EmbtuneError(
@@ -102,27 +100,21 @@ def _column_mapping(kind: str, columns: Mapping[str, str] | None) -> dict[str, s
     return {**defaults, **(columns or {})}
 
 
-def _resolve(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> str:
-    path = str(path)
-    if path.startswith(PREFIX):
-        if cache_dir is None:
-            raise EmbtuneError(f"{path}: synthetic files need a cache_dir to be generated in; pass cache_dir")
-        return resolve_path(path, cache_dir)
-    return path
-
-
 def _retrieval_data(
     path: str,
     mapping: dict[str, str],
     columns: Mapping[str, str] | None,
     max_rows: int | None,
     split: str | None,
+    cache_dir: str | os.PathLike[str] | None,
 ) -> RetrievalData:
     folder, split = split_path(path, split)
     if not folder.is_dir():
         if split is not None:
             raise EmbtuneError(f"{path}: a split only applies to a BEIR folder; drop it for a pairs file")
-        return load_retrieval_pairs(folder, mapping["query"], mapping["positive"], max_rows=max_rows)
+        return load_retrieval_pairs(
+            folder, mapping["query"], mapping["positive"], max_rows=max_rows, cache_dir=cache_dir
+        )
     if columns:
         raise EmbtuneError(
             f"{folder}: a BEIR folder has fixed fields (_id, title, text); columns apply to pairs files only"
@@ -139,8 +131,9 @@ def _read_columns(
     mapping: dict[str, str],
     max_rows: int | None,
     split: str | None,
+    cache_dir: str | os.PathLike[str] | None,
 ) -> dict[str, list]:
-    table = load_table(path, split=split)
+    table = load_table(path, split=split, cache_dir=cache_dir)
     if max_rows is not None:
         table = table.select(range(min(max_rows, len(table))))
     for key, column in mapping.items():

@@ -9,6 +9,7 @@ does, so the metrics do not depend on the chunk size.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -60,6 +61,8 @@ class InformationRetrievalEvaluator:
 
     greater_is_better = True
     card_heading = "Information Retrieval"  # the "#### Information Retrieval" section of the model card (as sentence-transformers)
+    # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
+    file_columns: ClassVar[dict[str, str]] = {"query": "query", "positive": "positive"}
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class EmbeddingSimilarityEvaluator:
 
     greater_is_better = True
     card_heading = "Semantic Similarity"  # the "#### Semantic Similarity" section of the model card (as sentence-transformers)
+    # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
+    file_columns: ClassVar[dict[str, str]] = {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"}
 
     def __init__(
         self,

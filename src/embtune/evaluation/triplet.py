@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ..errors import EmbtuneError
 from ..similarity import canonical_name, pairwise_fn
@@ -46,6 +47,8 @@ class TripletEvaluator:
 
     greater_is_better = True
     card_heading = "Triplet"  # the "#### Triplet" section of the model card (as sentence-transformers)
+    # evaluator input -> default file column (evaluator_from_file, recipes, `embtune eval --columns`)
+    file_columns: ClassVar[dict[str, str]] = {"anchors": "anchor", "positives": "positive", "negatives": "negative"}
 
     def __init__(
         self,

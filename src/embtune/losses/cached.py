@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from ..errors import EmbtuneError
-from ._options import SimilarityFn, check_positive
 from .base import LabelSpec, check_roles, negative_roles
+from .checks import SimilarityFn, check_positive
 from .in_batch import MultipleNegativesRankingLoss, candidates_of, ranking_loss_sum
 
 CITATION = """@misc{gao2021scaling,

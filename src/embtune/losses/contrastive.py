@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._options import check_batch, check_labels, parse_choice
 from .base import LabelSpec, check_roles, negative_roles
+from .checks import check_batch, check_labels, parse_choice
 
 CITATION = """@inproceedings{hadsell2006dimensionality,
     author={Hadsell, R. and Chopra, S. and LeCun, Y.},

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._options import (
+from .base import LabelSpec, check_roles, negative_roles
+from .checks import (
     SimilarityFn,
     at_least_fp32,
     check_batch,
@@ -15,7 +16,6 @@ from ._options import (
     check_positive,
     resolve_similarity,
 )
-from .base import LabelSpec, check_roles, negative_roles
 
 CITATION = """@article{10531646,
     author={Huang, Xiang and Peng, Hao and Zou, Dongcheng and Liu, Zhiwei and Li, Jianxin and Liu, Kay and Wu, Jia and Su, Jianlin and Yu, Philip S.},

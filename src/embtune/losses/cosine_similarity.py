@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import EmbtuneError
-from ._options import check_batch, check_labels, parse_choice
 from .base import LabelSpec, check_roles, negative_roles
+from .checks import check_batch, check_labels, parse_choice
 
 RegressionLoss = Callable[[Tensor, Tensor], Tensor]
 

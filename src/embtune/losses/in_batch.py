@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._options import SimilarityFn, at_least_fp32, check_batch, check_positive, resolve_similarity
 from .base import LabelSpec, check_roles, negative_roles
+from .checks import SimilarityFn, at_least_fp32, check_batch, check_positive, resolve_similarity
 
 CITATION_INFONCE = """@misc{oord2019representationlearningcontrastivepredictive,
       title={Representation Learning with Contrastive Predictive Coding},

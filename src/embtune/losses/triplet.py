@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..similarity import pairwise_cos_sim, pairwise_euclidean_sim, pairwise_manhattan_sim
-from ._options import check_batch, parse_choice
 from .base import LabelSpec, check_roles, negative_roles
+from .checks import check_batch, parse_choice
 
 CITATION = """@misc{hermans2017defense,
     title={In Defense of the Triplet Loss for Person Re-Identification},

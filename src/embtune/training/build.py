@@ -18,11 +18,12 @@ from ..data.samplers import (
     NoDuplicatesBatchSampler,
     ShuffledBatchSampler,
 )
-from ..data.synthetic import resolve_path
+from ..data.sources import dataset_name
 from ..errors import EmbtuneError
 from ..losses import build_loss
 from ..losses.base import Loss
 from ..models.embedding_model import EmbeddingModel
+from ..roles import RoleRequirements
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
 
 
@@ -71,9 +72,10 @@ def prepare_data(
         loss = build_loss(cfg.loss.name, **dict(cfg.loss.params))
         roles = ColumnRoles(cfg.columns.anchor, cfg.columns.positive, list(cfg.columns.negatives), cfg.columns.label)
 
-        name = cfg.name or Path(cfg.path.removeprefix("synthetic:")).stem
-        train = _prepare(cfg, roles, loss, cfg.path, name, model, cache_dir, global_batch_size)
-        evaluation = _prepare(cfg, roles, loss, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
+        needs = RoleRequirements.of(loss)
+        name = dataset_name(cfg.path, cfg.name)
+        train = _prepare(cfg, roles, needs, cfg.path, name, model, cache_dir, global_batch_size)
+        evaluation = _prepare(cfg, roles, needs, cfg.eval_path, f"{name}-eval", model, cache_dir) if cfg.eval_path else None
         out.append(TrainData(cfg, loss, train, evaluation))
     return out
 
@@ -81,7 +83,7 @@ def prepare_data(
 def _prepare(
     cfg: DatasetCfg,
     roles: ColumnRoles,
-    loss: Loss,
+    needs: RoleRequirements,
     path: str,
     name: str,
     model: EmbeddingModel,
@@ -89,7 +91,7 @@ def _prepare(
     batch_size: int | None = None,
 ) -> PreparedDataset:
     spec = DatasetSpec(
-        path=resolve_path(path, cache_dir),
+        path=path,
         columns=roles,
         format=cfg.format,
         template=cfg.template,
@@ -97,7 +99,9 @@ def _prepare(
         name=name,
         max_rows=cfg.max_rows,
     )
-    return prepare_dataset(spec, model.tokenizer, model.max_seq_length, loss, cache_dir=cache_dir, batch_size=batch_size)
+    return prepare_dataset(
+        spec, model.tokenizer, model.max_seq_length, needs, cache_dir=cache_dir, batch_size=batch_size
+    )
 
 
 def build_sampler(data: list[TrainData], args: TrainArgs, rank: int, world_size: int) -> MultiDatasetBatchSampler:

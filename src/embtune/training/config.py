@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.sources import dataset_name
 from ..errors import EmbtuneError
+from ..evaluation.registry import EVALUATORS
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 STRATEGIES = ("no", "steps", "epoch")
@@ -74,8 +76,8 @@ class DatasetCfg:
     """One training dataset and the loss trained on it.
 
     Args:
-        path: csv / tsv / jsonl / parquet file, a saved ``datasets`` folder (``folder:split``), or
-            ``synthetic:<file>`` for embtune's generated dataset (``synthetic:pairs_train.jsonl``).
+        path: csv / tsv / jsonl / parquet file or a saved ``datasets`` folder (``folder:split``); a relative path is
+            relative to the recipe file when it comes from one (``data/pairs_train.jsonl``).
         name: name in logs and model cards (default: the file name).
         format: file format when the extension does not say it.
         columns: the column roles.
@@ -97,14 +99,14 @@ class DatasetCfg:
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise EmbtuneError("datasets[].path: every dataset needs a path (a data file or synthetic:<file>)")
+            raise EmbtuneError("datasets[].path: every dataset needs a path (a data file or a saved dataset folder)")
         if self.max_rows is not None and self.max_rows < 1:
             raise EmbtuneError(f"datasets[].max_rows must be at least 1, got {self.max_rows}")
 
 
 @dataclass
 class EvaluatorCfg:
-    """One evaluator: ``kind`` (sts / triplet / binary / retrieval), its data file and column mapping.
+    """One evaluator: ``kind`` (a name in ``embtune.evaluation.EVALUATORS``), its data file and column mapping.
 
     ``columns`` maps the evaluator's inputs to file columns: sts and binary take ``sentences1``,
     ``sentences2`` and ``scores`` / ``labels``; triplet takes ``anchors``, ``positives``, ``negatives``;
@@ -120,7 +122,7 @@ class EvaluatorCfg:
     max_rows: int | None = None
 
     def __post_init__(self) -> None:
-        _choice("eval.evaluators[]", "kind", self.kind, ("sts", "triplet", "binary", "retrieval"))
+        _choice("eval.evaluators[]", "kind", self.kind, tuple(EVALUATORS))  # the registry is the one list
         if not self.path:
             raise EmbtuneError("eval.evaluators[].path: every evaluator needs a data file")
 
@@ -320,7 +322,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.datasets:
             raise EmbtuneError("datasets: at least one training dataset is needed")
-        names = [d.name or d.path for d in self.datasets]
+        names = [dataset_name(d.path, d.name) for d in self.datasets]
         if len(set(names)) != len(names):
             raise EmbtuneError(f"datasets: names must be distinct, got {names}; set `name:` on each dataset")
         a = self.args

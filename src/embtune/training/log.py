@@ -33,13 +33,3 @@ class JsonlLogger:
         for tracker in self.trackers:
             tracker.close()
 
-
-def format_row(row: dict[str, Any]) -> str:
-    """A short one-line view of a log row for the progress bar / terminal."""
-    parts = []
-    for key, value in row.items():
-        if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
-        else:
-            parts.append(f"{key}={value}")
-    return " ".join(parts)

@@ -10,7 +10,8 @@ Outline (each block below has a header comment with its number):
    clip, step, schedule; log every ``logging_steps``; evaluate and save on their strategies;
 6. end: best model (if asked), final metrics, the final model at the root of ``output_dir`` + card.
 
-Helpers below ``train`` each do one thing and hold no state between calls.
+Helpers below ``train`` each do one thing and hold no state between calls; what they share is one ``Run``
+(model, encoder, optimizer, scheduler, scaler, sampler, state, logger, dtype, device, ...).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 from ..data.collate import Batch, collate
 from ..errors import EmbtuneError
 from ..evaluation import run_evaluators
-from ..losses.base import ModelLoss
+from ..losses.base import Loss, ModelLoss
 from ..models.embedding_model import EmbeddingModel
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
@@ -40,6 +41,7 @@ from ..utils.seed import get_rng_state, seed_everything, set_rng_state
 from . import checkpoint as ckpt
 from .build import TrainData, build_evaluators, build_model, build_sampler, eval_batches, prepare_data
 from .config import TrainArgs, TrainConfig
+from .context import Run
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
 from .run_info import write_card
@@ -74,7 +76,9 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
     seed_everything(args.seed)
     output_dir = Path(args.output_dir)
     cache_dir = args.resolved_cache_dir()  # shared across runs: tokenize once, reuse everywhere
-    resume_from = _resume_point(args, output_dir)  # None for a fresh run (clears an old run if allowed)
+    resume_from = _resume_checkpoint(args, output_dir)  # None for a fresh run
+    if resume_from is None:
+        _clear_old_run(args, output_dir)  # refuses an old run unless overwrite_output_dir, then deletes it
     if args.push_to_hub and dist.is_main():
         from ..hub_push import check_can_push
 
@@ -104,28 +108,31 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)
-    scheduler = build_scheduler(optimizer, args, total_steps)
     amp_dtype = _autocast_dtype(args, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    encoder = _wrap(RoleEncoder(model), data, device)
-    state = ckpt.TrainState()
+    run = Run(
+        args=args, output_dir=output_dir, model=model, encoder=_wrap(RoleEncoder(model), data, device),
+        optimizer=optimizer, scheduler=build_scheduler(optimizer, args, total_steps),
+        scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None, sampler=sampler,
+        data=data, evaluators=evaluators, state=ckpt.TrainState(), logger=None, dtype=amp_dtype, device=device,
+    )
     if resume_from is None and dist.is_main():
-        state.base_metrics = _evaluate(model, data, evaluators, args, amp_dtype, device)
+        run.state.base_metrics = _evaluate(run)
 
     # --- 4. maybe resume ------------------------------------------------------------------------------
     if resume_from is not None:
         saved = ckpt.load_checkpoint(resume_from)
-        optimizer.load_state_dict(saved.optimizer)
-        scheduler.load_state_dict(saved.scheduler)
-        if scaler is not None and saved.scaler is not None:
-            scaler.load_state_dict(saved.scaler)
-        state = saved.state
-        sampler.load_state_dict(state.sampler)
+        run.optimizer.load_state_dict(saved.optimizer)
+        run.scheduler.load_state_dict(saved.scheduler)
+        if run.scaler is not None and saved.scaler is not None:
+            run.scaler.load_state_dict(saved.scaler)
+        run.state = saved.state
+        sampler.load_state_dict(run.state.sampler)
         set_rng_state(saved.rng_states[rank if rank < len(saved.rng_states) else 0])
     trackers = build_trackers(args.report_to, config, output_dir) if dist.is_main() else []
-    logger = JsonlLogger(output_dir / LOG_FILE, trackers) if dist.is_main() else None
-    if logger is not None:
-        logger.restart(state.log)  # drop rows a killed run wrote after its last checkpoint
+    run.logger = JsonlLogger(output_dir / LOG_FILE, trackers) if dist.is_main() else None
+    if run.logger is not None:
+        run.logger.restart(run.state.log)  # drop rows a killed run wrote after its last checkpoint
+    state = run.state
 
     # --- 5. the step loop -----------------------------------------------------------------------------
     model.train()
@@ -140,45 +147,34 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         for ds_index, rows in sampler:
             d = data[ds_index]
             batch = collate(d.train, rows).to(device)  # Arrow take + numpy padding: no per-row Python
-            done = sampler.state_dict()["batches_done"]
+            done = sampler.batches_done
             boundary = done % accum == 0 or done == n_batches  # last batch of an accumulation window
-            window.add(_forward_backward(encoder, model, d.loss, batch, 1.0 / accum, amp_dtype, scaler, boundary),
-                       len(batch) * world)
+            window.add(_forward_backward(run, d.loss, batch, 1.0 / accum, sync=boundary), len(batch) * world)
             if not boundary:
                 continue
-            grad_norm = _optimizer_step(params, optimizer, scheduler, scaler, args.max_grad_norm, encoder)
+            grad_norm = _optimizer_step(run, params)
             state.step += 1
             progress.update(1)
             epoch = state.epoch + done / n_batches
             if state.step % args.logging_steps == 0:
-                _log(state, logger, progress, window.flush(epoch, state.step, grad_norm, optimizer))
-            evaluated, paused = None, time.perf_counter()
-            if args.eval_strategy == "steps" and state.step % args.eval_steps == 0:
-                evaluated = _eval_and_log(model, data, evaluators, args, amp_dtype, device, state, logger, epoch)
-            if args.save_strategy == "steps" and state.step % args.save_steps == 0:
-                _save(output_dir, model, optimizer, scheduler, scaler, sampler, state, args, evaluated)
-            window.start += time.perf_counter() - paused  # examples_per_s counts training time only
+                _log(run, window.flush(epoch, state.step, grad_norm, optimizer), progress)
+            _eval_and_save(run, "steps", epoch, window)
             if state.step >= total_steps:
                 break
-        if sampler.state_dict()["batches_done"] >= n_batches:  # the epoch is complete
+        if sampler.batches_done >= n_batches:  # the epoch is complete
             state.epoch += 1
             sampler.set_epoch(state.epoch)
-            evaluated, paused = None, time.perf_counter()
-            if args.eval_strategy == "epoch":
-                evaluated = _eval_and_log(model, data, evaluators, args, amp_dtype, device, state, logger, state.epoch)
-            if args.save_strategy == "epoch":
-                _save(output_dir, model, optimizer, scheduler, scaler, sampler, state, args, evaluated)
-            window.start += time.perf_counter() - paused
+            _eval_and_save(run, "epoch", state.epoch, window)
     progress.close()
     if window.batches:  # steps since the last log row
-        _log(state, logger, None, window.flush(state.epoch, state.step, None, optimizer))
+        _log(run, window.flush(state.epoch, state.step, None, optimizer))
 
     # --- 6. end: best model, final metrics, final model + card ----------------------------------------
     metrics: dict[str, Any] = {}
     if dist.is_main():
         if args.load_best_model_at_end and state.best_checkpoint:
-            model = build_model(config.model, Path(state.best_checkpoint)).to(device)
-        final = _evaluate(model, data, evaluators, args, amp_dtype, device)
+            run.model = model = build_model(config.model, Path(state.best_checkpoint)).to(device)
+        final = _evaluate(run)
         metrics = {
             "base": state.base_metrics,
             "final": final,
@@ -192,10 +188,10 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
             write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
-        if logger is not None:  # the final model's metrics go to the trackers (the JSONL log has its rows)
-            for tracker in logger.trackers:
+        if run.logger is not None:  # the final model's metrics go to the trackers (the JSONL log has its rows)
+            for tracker in run.logger.trackers:
                 tracker.log({"step": state.step, **{f"eval_final_{k.removeprefix('eval_')}": v for k, v in final.items()}})
-            logger.close()
+            run.logger.close()
         if args.push_to_hub:
             from ..hub_push import push_to_hub
 
@@ -208,19 +204,25 @@ def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, rea
 # --- helpers: setup ---------------------------------------------------------------------------------------
 
 
-def _resume_point(args: TrainArgs, output_dir: Path) -> Path | None:
-    """The checkpoint to resume from, or None; refuses to mix a fresh run into an old output folder."""
+def _resume_checkpoint(args: TrainArgs, output_dir: Path) -> Path | None:
+    """The checkpoint folder ``resume_from_checkpoint`` names (``last`` or a path), or None for a fresh run."""
     wanted = args.resume_from_checkpoint
-    if wanted:
-        path = ckpt.find_last_checkpoint(output_dir) if wanted == "last" else Path(wanted)
-        if path is None:
-            raise EmbtuneError(
-                f"resume_from_checkpoint: last, but {output_dir / 'checkpoints'} has no checkpoint; "
-                "remove resume_from_checkpoint to start a new run"
-            )
-        if not path.is_dir():
-            raise EmbtuneError(f"resume_from_checkpoint: {path} is not a folder; use 'last' or a checkpoint path")
-        return path
+    if not wanted:
+        return None
+    path = ckpt.find_last_checkpoint(output_dir) if wanted == "last" else Path(wanted)
+    if path is None:
+        raise EmbtuneError(
+            f"resume_from_checkpoint: last, but {output_dir / 'checkpoints'} has no checkpoint; "
+            "remove resume_from_checkpoint to start a new run"
+        )
+    if not path.is_dir():
+        raise EmbtuneError(f"resume_from_checkpoint: {path} is not a folder; use 'last' or a checkpoint path")
+    return path
+
+
+def _clear_old_run(args: TrainArgs, output_dir: Path) -> None:
+    """Before a fresh run: refuse an output folder that holds another run unless ``overwrite_output_dir``,
+    and then delete that run's checkpoints and log (rank 0), so a fresh run never mixes into an old one."""
     old = [p for p in (output_dir / "checkpoints", output_dir / LOG_FILE, output_dir / "modules.json") if p.exists()]
     ckpt.check_output_dir(output_dir, ours=bool(old), overwrite=args.overwrite_output_dir)
     if old and not args.overwrite_output_dir:
@@ -233,7 +235,6 @@ def _resume_point(args: TrainArgs, output_dir: Path) -> Path | None:
     if old and dist.is_main():
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
         (output_dir / LOG_FILE).unlink(missing_ok=True)
-    return None
 
 
 def _autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype | None:
@@ -271,28 +272,22 @@ def _wrap(encoder: RoleEncoder, data: list[TrainData], device: torch.device) -> 
 # --- helpers: one step -------------------------------------------------------------------------------------
 
 
-def _forward_backward(
-    encoder: nn.Module,
-    model: EmbeddingModel,
-    loss_fn: Any,
-    batch: Batch,
-    scale: float,
-    amp_dtype: torch.dtype | None,
-    scaler: Any,
-    sync: bool,
-) -> Tensor:
-    """Loss of one batch (detached) after adding ``scale`` x its gradients into ``.grad``."""
-    autocast = torch.autocast(model.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
+def _forward_backward(run: Run, loss_fn: Loss, batch: Batch, scale: float, sync: bool) -> Tensor:
+    """Loss of one batch (detached) after adding ``scale`` x its gradients into ``.grad``.
+
+    ``sync`` is False inside an accumulation window: DDP then skips its gradient all-reduce.
+    """
+    encoder, model, scaler = run.encoder, run.model, run.scaler
     no_sync = encoder.no_sync() if isinstance(encoder, DistributedDataParallel) and not sync else contextlib.nullcontext()
     labels = None if batch.labels is None else batch.labels.float()
     with no_sync:
         if isinstance(loss_fn, ModelLoss):  # GradCache-style: the loss runs the model and backward itself
             def embed(features: dict[str, Tensor]) -> Tensor:
-                with autocast:
+                with run.autocast():
                     return model(features)
 
             return loss_fn.forward_backward(embed, batch.features, labels, loss_scale=scale).detach()
-        with autocast:
+        with run.autocast():
             embeddings = encoder(batch.features)
         if dist.is_distributed():  # every rank computes the loss of the whole global batch
             embeddings = {role: dist.all_gather_with_grad(e) for role, e in embeddings.items()}
@@ -303,11 +298,10 @@ def _forward_backward(
     return loss.detach()
 
 
-def _optimizer_step(
-    params: list[nn.Parameter], optimizer: Any, scheduler: Any, scaler: Any, max_grad_norm: float, encoder: nn.Module
-) -> float:
+def _optimizer_step(run: Run, params: list[nn.Parameter]) -> float:
     """Average gradients over ranks (when DDP did not), clip, step, schedule, zero; return the grad norm."""
-    if dist.is_distributed() and not isinstance(encoder, DistributedDataParallel):
+    optimizer, scaler, max_grad_norm = run.optimizer, run.scaler, run.args.max_grad_norm
+    if dist.is_distributed() and not isinstance(run.encoder, DistributedDataParallel):
         dist.average_gradients(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -317,7 +311,7 @@ def _optimizer_step(
         scaler.update()
     else:
         optimizer.step()
-    scheduler.step()
+    run.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
 
@@ -336,7 +330,7 @@ class _Window:
         self.batches += 1
         self.examples += examples
 
-    def flush(self, epoch: float, step: int, grad_norm: float | None, optimizer: Any) -> dict[str, Any]:
+    def flush(self, epoch: float, step: int, grad_norm: float | None, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         row = {
             "epoch": round(epoch, 4),
@@ -350,10 +344,10 @@ class _Window:
         return row
 
 
-def _log(state: ckpt.TrainState, logger: JsonlLogger | None, progress: Any, row: dict[str, Any]) -> None:
-    state.log.append(row)
-    if logger is not None:
-        logger.log(row)
+def _log(run: Run, row: dict[str, Any], progress: tqdm | None = None) -> None:
+    run.state.log.append(row)
+    if run.logger is not None:
+        run.logger.log(row)
     if progress is not None:
         progress.set_postfix(loss=row.get("loss"), lr=row.get("learning_rate"))
 
@@ -366,27 +360,34 @@ def _mean_train_loss(log: list[dict[str, Any]]) -> float | None:
 # --- helpers: evaluation and checkpoints ----------------------------------------------------------------
 
 
-def _evaluate(
-    model: EmbeddingModel,
-    data: list[TrainData],
-    evaluators: list[Any],
-    args: TrainArgs,
-    amp_dtype: torch.dtype | None,
-    device: torch.device,
-) -> dict[str, float]:
+def _eval_and_save(run: Run, strategy: str, epoch: float, window: _Window) -> None:
+    """Evaluate and/or checkpoint when ``eval_strategy`` / ``save_strategy`` is ``strategy`` ("steps" or
+    "epoch") and, for "steps", the step is a multiple of ``eval_steps`` / ``save_steps``. The time taken is
+    left out of the window's examples_per_s, which counts training time only."""
+    args, step = run.args, run.state.step
+    paused = time.perf_counter()
+    evaluated = None
+    if args.eval_strategy == strategy and (strategy == "epoch" or step % args.eval_steps == 0):
+        evaluated = _eval_and_log(run, epoch)
+    if args.save_strategy == strategy and (strategy == "epoch" or step % args.save_steps == 0):
+        _save(run, evaluated)
+    window.start += time.perf_counter() - paused
+
+
+def _evaluate(run: Run) -> dict[str, float]:
     """Validation loss per dataset with an ``eval_path`` (and their mean ``eval_loss``) plus the evaluators."""
+    model = run.model
     was_training = model.training
     model.eval()
     metrics: dict[str, float] = {}
-    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
     with torch.no_grad():
-        for d in data:
+        for d in run.data:
             if d.eval is None:
                 continue
             total, rows = 0.0, 0
-            for batch in eval_batches(d.eval, args.per_device_eval_batch_size):
-                batch = batch.to(device)
-                with autocast:
+            for batch in eval_batches(d.eval, run.args.per_device_eval_batch_size):
+                batch = batch.to(run.device)
+                with run.autocast():
                     embeddings = {role: model(f).float() for role, f in batch.features.items()}
                 labels = None if batch.labels is None else batch.labels.float()
                 total += float(d.loss(embeddings, labels)) * len(batch)
@@ -395,47 +396,28 @@ def _evaluate(
     losses = [v for k, v in metrics.items() if k.endswith("_loss")]
     if losses:
         metrics["eval_loss"] = round(sum(losses) / len(losses), 6)
-    metrics |= {f"eval_{k}": v for k, v in run_evaluators(model, evaluators).items()}
+    metrics |= {f"eval_{k}": v for k, v in run_evaluators(model, run.evaluators).items()}
     model.train(was_training)
     return metrics
 
 
-def _eval_and_log(
-    model: EmbeddingModel,
-    data: list[TrainData],
-    evaluators: list[Any],
-    args: TrainArgs,
-    amp_dtype: torch.dtype | None,
-    device: torch.device,
-    state: ckpt.TrainState,
-    logger: JsonlLogger | None,
-    epoch: float,
-) -> dict[str, float] | None:
+def _eval_and_log(run: Run, epoch: float) -> dict[str, float] | None:
     """Evaluate on rank 0 (the other ranks wait), log the row, and return the metrics (None off rank 0)."""
     metrics = None
     if dist.is_main():
-        metrics = _evaluate(model, data, evaluators, args, amp_dtype, device)
-        _log(state, logger, None, {"epoch": round(epoch, 4), "step": state.step, **metrics})
+        metrics = _evaluate(run)
+        _log(run, {"epoch": round(epoch, 4), "step": run.state.step, **metrics})
     dist.barrier()
     return metrics
 
 
-def _save(
-    output_dir: Path,
-    model: EmbeddingModel,
-    optimizer: Any,
-    scheduler: Any,
-    scaler: Any,
-    sampler: Any,
-    state: ckpt.TrainState,
-    args: TrainArgs,
-    evaluated: dict[str, float] | None,
-) -> None:
+def _save(run: Run, evaluated: dict[str, float] | None) -> None:
     """Checkpoint (rank 0 writes, every rank contributes its RNG state), track the best, prune old ones."""
+    args, state = run.args, run.state
     rng_states = dist.gather_objects(get_rng_state())
-    state.sampler = sampler.state_dict()
+    state.sampler = run.sampler.state_dict()
     if dist.is_main():
-        folder = ckpt.checkpoint_dir(output_dir, state.step)
+        folder = ckpt.checkpoint_dir(run.output_dir, state.step)
         if evaluated is not None:
             value = evaluated.get(args.best_metric)
             if value is None:
@@ -448,7 +430,7 @@ def _save(
             )
             if better:
                 state.best_metric, state.best_checkpoint = float(value), str(folder)
-        ckpt.save_checkpoint(folder, model, optimizer, scheduler, state, rng_states, scaler)
+        ckpt.save_checkpoint(folder, run.model, run.optimizer, run.scheduler, state, rng_states, run.scaler)
         keep = state.best_checkpoint if args.load_best_model_at_end else None
-        ckpt.prune_checkpoints(output_dir, args.save_total_limit, keep=keep)
+        ckpt.prune_checkpoints(run.output_dir, args.save_total_limit, keep=keep)
     dist.barrier()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from transformers import get_scheduler
 
-from ..errors import EmbtuneError
 from .config import TrainArgs
 
 
@@ -46,36 +43,24 @@ def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.AdamW:
     )
 
 
-def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
-    """The multiplier of the peak learning rate at optimizer step ``step`` (0-based).
+def build_scheduler(optimizer: torch.optim.Optimizer, args: TrainArgs, total_steps: int) -> LambdaLR:
+    """The schedule of ``args.lr_scheduler_type`` with ``args.warmup(total_steps)`` warmup steps.
 
-    - warmup: linear from 0 to 1 over ``warmup`` steps (all kinds except ``constant``);
-    - ``linear``: then linear decay to 0 at ``total``;
-    - ``cosine``: then half a cosine down to 0 at ``total``;
-    - ``constant_with_warmup`` then 1; ``constant``: always 1 (no warmup).
+    ``transformers.get_scheduler`` builds it, so the learning rates equal the Hugging Face trainer's:
+    linear warmup from 0 (all kinds except ``constant``), then linear decay to 0 at ``total_steps``
+    (``linear``), half a cosine down to 0 (``cosine``) or 1 (``constant_with_warmup``).
 
-    >>> f = lr_lambda("linear", warmup=2, total=6)
-    >>> [f(s) for s in range(7)]
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> sched = build_scheduler(opt, TrainArgs(warmup_steps=2), total_steps=6)
+    >>> lrs = []
+    >>> for _ in range(7):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 6)); opt.step(); sched.step()
+    >>> lrs
     [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
     """
-    if kind == "constant":
-        return lambda step: 1.0
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        if kind == "constant_with_warmup":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if kind == "linear":
-            return max(0.0, 1.0 - progress)
-        if kind == "cosine":
-            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-        raise EmbtuneError(f"unknown lr_scheduler_type {kind!r}; use linear, cosine, constant or constant_with_warmup")
-
-    return schedule
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, args: TrainArgs, total_steps: int) -> LambdaLR:
-    """The schedule of ``args.lr_scheduler_type`` with ``args.warmup(total_steps)`` warmup steps."""
-    return LambdaLR(optimizer, lr_lambda(args.lr_scheduler_type, args.warmup(total_steps), total_steps))
+    return get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.warmup(total_steps),
+        num_training_steps=total_steps,
+    )

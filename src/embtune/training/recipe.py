@@ -6,10 +6,15 @@
 
 Unknown keys are errors with a did-you-mean and the dotted path (``args.lerning_rate``); a value of the wrong
 type names the key, the expected type and the value; every message starts with the recipe file.
+
+Relative data paths in the file (``datasets[].path``, ``datasets[].eval_path``, ``eval.evaluators[].path``)
+are relative to the recipe file, so a recipe and its data folder move together; paths given as overrides on
+the command line, and ``args.output_dir``, are relative to the current directory.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -46,6 +51,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         raise EmbtuneError(f"{path}: a recipe is a mapping with model, datasets, eval and args")
     try:
         _check_tree(raw, "")
+        _relative_to(raw, path.parent)
         for item in overrides:
             apply_override(raw, item)
         return from_dict(TrainConfig, raw, "")
@@ -53,12 +59,27 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         raise EmbtuneError(f"{path}: {exc}") from None
 
 
+def _relative_to(raw: dict[str, Any], folder: Path) -> None:
+    """Rewrite the relative data paths of a recipe file as paths from ``folder`` (the recipe's own)."""
+    def items(node: Any) -> list[dict[str, Any]]:  # wrong shapes are reported later, by from_dict
+        return [d for d in node if isinstance(d, dict)] if isinstance(node, list) else []
+
+    evaluation = raw.get("eval")
+    evaluators = items(evaluation.get("evaluators")) if isinstance(evaluation, dict) else []
+    groups = [(d, ("path", "eval_path")) for d in items(raw.get("datasets"))] + [(e, ("path",)) for e in evaluators]
+    for group, keys in groups:
+        for key in keys:
+            value = group.get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                group[key] = str(folder / value)
+
+
 def config_from_dict(raw: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Like ``load_recipe`` for a dict already in memory (Python users, tests)."""
     if not isinstance(raw, dict):
         raise EmbtuneError(f"a recipe is a mapping with model, datasets, eval and args, got {type(raw).__name__}")
     _check_tree(raw, "")
-    raw = _deep_copy(raw)
+    raw = copy.deepcopy(raw)
     for item in overrides:
         apply_override(raw, item)
     return from_dict(TrainConfig, raw, "")
@@ -203,11 +224,3 @@ def _type_name(tp: Any) -> str:
 
 def _type_error(where: str, tp: Any, value: Any) -> EmbtuneError:
     return EmbtuneError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _deep_copy(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return {k: _deep_copy(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_deep_copy(v) for v in raw]
-    return raw

@@ -196,21 +196,37 @@ def atomic_dir(target: Path | str, preserve: Sequence[str] = ()) -> Iterator[Pat
         raise
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path | str, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block succeeds, it replaces ``path`` in one rename.
+
+    Args:
+        path: the file to create or replace.
+        fsync: flush the new file to disk before the rename (off for caches that can be rebuilt).
+    """
     path = Path(path).absolute()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         recover(path)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
+        raise _friendly(exc, path) from None
+    finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise _friendly(exc, path) from None
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

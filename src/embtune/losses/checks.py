@@ -1,4 +1,7 @@
-"""Turn YAML-friendly loss options (plain strings) into functions, and back into model-card names.
+"""Checks and parsers shared by the losses: option values (similarity / distance names, positive numbers)
+and inputs (the roles a batch must hold, label shape), each failing with a message that names the loss.
+
+YAML-friendly options (plain strings) become functions, and functions become model-card names again.
 
 Losses accept both our short spellings (``"cosine"``, ``"euclidean"``) and the spellings that
 sentence-transformers model cards show (``"cos_sim"``, ``"TripletDistanceMetric.EUCLIDEAN"``), so a

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmbtuneError
-from .samplers_base import BatchSampler, epoch_rng
+from ...errors import EmbtuneError
+from .base import BatchSampler, epoch_rng
 
 STRATEGIES = ("round_robin", "proportional")
 
@@ -65,6 +65,11 @@ class MultiDatasetBatchSampler:
     def epoch(self) -> int:
         """The epoch the next iteration yields."""
         return self._epoch
+
+    @property
+    def batches_done(self) -> int:
+        """Batches handed out in the current epoch (the position ``state_dict`` saves)."""
+        return self._batches_done
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch for this sampler and every sub-sampler.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EmbtuneError
-from .samplers_base import PlannedBatchSampler
+from ...errors import EmbtuneError
+from .base import PlannedBatchSampler
 
 
 class GroupByLabelBatchSampler(PlannedBatchSampler):

@@ -17,24 +17,15 @@ hand-written vocabulary and templates in this file, deterministic given ``seed``
 - 004 ``course_qa_train.jsonl``: ``sentence_0`` (a question about a course), ``sentence_1`` (an answer),
   ``label`` 1.0 when the answer answers it, 0.0 for another course's answer or another question's answer.
 
-Recipes name the files as ``synthetic:speeches_train.jsonl``; ``synthetic.resolve_path`` generates this
-folder on first use.
-
->>> files = write_seed_data("/tmp/embtune-seeds")                               # doctest: +SKIP
->>> sorted(files)[0]                                                             # doctest: +SKIP
-'course_qa_train.jsonl'
+``generate.py`` writes the files next to itself, where the recipes (``path: data/speeches_train.jsonl``)
+find them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from collections.abc import Callable
-from pathlib import Path
 
-VERSION = 1
-FOLDER = f"synthetic-seeds-v{VERSION}"
 FILES = (
     "speeches_train.jsonl", "speeches_dev.jsonl", "farming_qa_train.jsonl",
     "jobs_triplets_train.jsonl", "jobs_pairs_train.jsonl", "jobs_scored_train.jsonl", "jobs_triplets_test.jsonl",
@@ -550,19 +541,11 @@ def course_qa(n: int, rng: random.Random) -> list[dict]:
     return rows
 
 
-# --- writing --------------------------------------------------------------------------------------------
+# --- all files --------------------------------------------------------------------------------------------
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a concurrent reader never sees half a file
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_seed_data(folder: str | os.PathLike[str], seed: int = 0) -> dict[str, Path]:
-    """Generate every seed-shaped file into ``folder`` (deterministic in ``seed``); return file name -> path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def seed_files(seed: int = 0) -> dict[str, list[dict]]:
+    """Every seed-shaped file as file name -> rows (deterministic in ``seed``)."""
     files = {
         "speeches_train.jsonl": speeches(640, random.Random(f"{seed}-speeches-train")),
         "speeches_dev.jsonl": speeches(160, random.Random(f"{seed}-speeches-dev")),
@@ -572,15 +555,4 @@ def write_seed_data(folder: str | os.PathLike[str], seed: int = 0) -> dict[str, 
         "course_qa_train.jsonl": course_qa(1200, random.Random(f"{seed}-courses")),
     }
     assert set(files) == set(FILES), "FILES must list every generated file"
-    out = {}
-    for name, rows in files.items():
-        _write_jsonl(folder / name, rows)
-        out[name] = folder / name
-    return out
-
-
-if __name__ == "__main__":  # python -m embtune.data.synthetic_seeds FOLDER
-    import sys
-
-    for name, p in write_seed_data(sys.argv[1] if len(sys.argv) > 1 else "data/synthetic-seeds").items():
-        print(f"{name}: {sum(1 for _ in open(p, encoding='utf-8'))} rows -> {p}")
+    return files

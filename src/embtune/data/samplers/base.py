@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import EmbtuneError
+from ...errors import EmbtuneError
 
 
 @runtime_checkable
@@ -32,6 +32,11 @@ class BatchSampler(Protocol):
     """
 
     batch_size: int
+
+    @property
+    def batches_done(self) -> int:
+        """Batches handed out in the current epoch: the position ``state_dict`` saves."""
+        ...
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose (deterministic) order the next iteration yields."""
@@ -156,6 +161,11 @@ class PlannedBatchSampler:
     def epoch(self) -> int:
         """The epoch the next iteration yields."""
         return self._epoch
+
+    @property
+    def batches_done(self) -> int:
+        """Batches handed out in the current epoch (counted before each yield)."""
+        return self._batches_done
 
     def _global_plan(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

@@ -1,41 +1,11 @@
-"""Batch samplers: which rows go together in a batch, for each rank, each epoch, resumably.
-
-This module is the import point for all of them:
-
-- ``ShuffledBatchSampler``: the default; a fresh random order each epoch.
-- ``NoDuplicatesBatchSampler``: no text appears twice in a global batch (for in-batch-negative losses).
-- ``GroupByLabelBatchSampler``: groups of same-label rows (for batch triplet-mining losses).
-- ``MultiDatasetBatchSampler`` (in ``multi_dataset.py``): interleaves the samplers of several datasets.
-
-All single-dataset samplers share the distributed slicing, ``set_epoch`` and ``state_dict`` behaviour
-described in ``samplers_base.py``.
-"""
+"""ShuffledBatchSampler: the default; a fresh random order each epoch, optionally length-grouped."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EmbtuneError
-from .multi_dataset import MultiDatasetBatchSampler
-from .samplers_base import (
-    BatchSampler,
-    PlannedBatchSampler,
-    check_lengths,
-    padding_waste,
-    window_sort_by_length,
-)
-from .samplers_group_by_label import GroupByLabelBatchSampler
-from .samplers_no_duplicates import NoDuplicatesBatchSampler, hash_texts
-
-__all__ = [
-    "BatchSampler",
-    "GroupByLabelBatchSampler",
-    "MultiDatasetBatchSampler",
-    "NoDuplicatesBatchSampler",
-    "ShuffledBatchSampler",
-    "hash_texts",
-    "padding_waste",
-]
+from ...errors import EmbtuneError
+from .base import PlannedBatchSampler, check_lengths, window_sort_by_length
 
 
 class ShuffledBatchSampler(PlannedBatchSampler):
@@ -46,7 +16,7 @@ class ShuffledBatchSampler(PlannedBatchSampler):
         batch_size: rows per batch on each rank (a global batch holds ``batch_size * world_size``).
         drop_last: drop the final global batch when it is short (otherwise split it over the ranks).
         seed: the order of epoch ``e`` is a pure function of ``(seed, e)``.
-        rank, world_size: this process's slice of every global batch (see ``samplers_base``).
+        rank, world_size: this process's slice of every global batch (see ``samplers.base``).
         lengths: (num_rows,) token length per row. When given, the shuffled rows are sorted by length
             inside consecutive windows of ``length_window`` global batches, cut into batches, and the
             order of the full batches is shuffled; the short final batch (if any) stays last. Batches

@@ -1,4 +1,4 @@
-"""embtune's own training data: a made-up product catalogue with shopper queries, generated, never downloaded.
+"""The demo's training data: a made-up product catalogue with shopper queries, generated, never downloaded.
 
 Every product is a made-up brand and model with a category and four attributes (colour, size, material,
 feature). A query describes what a shopper wants in other words (``"a roomy navy rucksack that keeps the
@@ -11,28 +11,15 @@ training: a model can only improve on them by learning the attribute vocabulary 
 large, keeps the rain out = waterproof), which is what fine-tuning on a catalogue teaches.
 
 Files (JSON lines): ``pairs_{train,dev,test}.jsonl`` with ``anchor, positive, negative`` and
-``sts_{train,dev,test}.jsonl`` with ``sentence1, sentence2, score``. Recipes name them as
-``synthetic:pairs_train.jsonl``; ``resolve_path`` generates the folder on first use.
-
->>> files = write_synthetic("/tmp/embtune-synthetic")                    # doctest: +SKIP
->>> sorted(files)[:2]                                                      # doctest: +SKIP
-['pairs_dev.jsonl', 'pairs_test.jsonl']
+``sts_{train,dev,test}.jsonl`` with ``sentence1, sentence2, score``; ``generate.py`` writes them next to
+itself, where the recipes (``path: data/pairs_train.jsonl``) find them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
-
-from ..errors import EmbtuneError
-from . import synthetic_seeds
-
-VERSION = 1
-PREFIX = "synthetic:"
 
 # category -> (catalogue noun, words shoppers use)
 CATEGORIES: dict[str, list[str]] = {
@@ -205,13 +192,11 @@ def _scored(products: list[Product], n: int, rng: random.Random) -> list[dict]:
     return rows
 
 
-def write_synthetic(folder: str | os.PathLike[str], n_products: int = 520, seed: int = 0) -> dict[str, Path]:
-    """Generate the dataset into ``folder`` (deterministic in ``seed``); return file name -> path.
+def catalogue_files(n_products: int = 520, seed: int = 0) -> dict[str, list[dict]]:
+    """The dataset as file name -> rows (deterministic in ``seed``).
 
     Split by product: 60% train (2 queries each), 20% dev, 20% test (1 query each).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     products = make_products(n_products, seed)
     n_train, n_dev = int(0.6 * n_products), int(0.2 * n_products)
@@ -224,42 +209,4 @@ def write_synthetic(folder: str | os.PathLike[str], n_products: int = 520, seed:
     for split, items in splits.items():
         files[f"pairs_{split}.jsonl"] = _pairs(items, items, 2 if split == "train" else 1, rng)
         files[f"sts_{split}.jsonl"] = _scored(items, 3 * len(items) if split == "train" else len(items), rng)
-    out = {}
-    for name, rows in files.items():
-        path = folder / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        os.replace(tmp, path)
-        out[name] = path
-    return out
-
-
-def resolve_path(path: str, cache_dir: str | os.PathLike[str]) -> str:
-    """``synthetic:<file>`` -> the generated file under ``<cache_dir>/synthetic-v<VERSION>/``; other paths as is.
-
-    The seed-shaped files (``synthetic_seeds.FILES``, e.g. ``synthetic:speeches_train.jsonl``) live under
-    ``<cache_dir>/synthetic-seeds-v<N>/``, written by ``synthetic_seeds.write_seed_data``.
-    """
-    if not path.startswith(PREFIX):
-        return path
-    name = path[len(PREFIX) :]
-    if name in synthetic_seeds.FILES:  # files in the shapes of the seed runs (recipes/*), in their own folder
-        target = Path(cache_dir) / synthetic_seeds.FOLDER / name
-        if not target.is_file():
-            synthetic_seeds.write_seed_data(target.parent)
-        return str(target)
-    folder = Path(cache_dir) / f"synthetic-v{VERSION}"
-    target = folder / name
-    if not target.is_file():
-        files = write_synthetic(folder)
-        if name not in files:
-            known = ", ".join(sorted([*files, *synthetic_seeds.FILES]))
-            raise EmbtuneError(f"{path}: unknown synthetic file; choose one of {known}")
-    return str(target)
-
-
-if __name__ == "__main__":  # python -m embtune.data.synthetic FOLDER
-    import sys
-
-    for name, p in write_synthetic(sys.argv[1] if len(sys.argv) > 1 else "data/synthetic").items():
-        print(f"{name}: {sum(1 for _ in open(p, encoding='utf-8'))} rows -> {p}")
+    return files
