@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from .errors import EmbtuneError
 
@@ -22,17 +21,39 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-pickle", action="store_true", help="allow pickle weights (pytorch_model.bin)")
 
 
+class _UsageError(Exception):
+    """A command line argparse refused: shown as the parser's usage plus one error line."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(self, message)
+
+
+USAGE = """usage: embtune {train,eval,encode,similarity,info} ...   (embtune <command> --help for its options)
+  train RECIPE.yaml [key=value ...]     fine-tune from a recipe
+  eval MODEL --data FILE --evaluator K  evaluate (sts, triplet, binary, retrieval)
+  encode MODEL --input F --output E.npy embed texts
+  similarity MODEL TEXT_A TEXT_B        similarity of two texts
+  info MODEL                            architecture, dimensions, prompts"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .evaluation.registry import EVALUATORS  # the evaluator names come from the registry
 
-    parser = argparse.ArgumentParser(prog="embtune", description="Fine-tune, evaluate and serve embedding models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="embtune", description="Fine-tune, evaluate and serve embedding models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("encode", help="embed texts from a file into a .npy array")
     _add_model_options(p)
     p.add_argument("--input", required=True, help=".txt (one text per line), .csv, .tsv, .jsonl or .parquet")
     p.add_argument("--column", help="text column for .csv/.tsv/.jsonl/.parquet input")
     p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--normalize", action="store_true")
@@ -54,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="the recipe file, e.g. recipes/pairs_mnrl.yaml")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values, e.g. args.max_steps=10")
     p.add_argument("--json", action="store_true", help="print all run metrics as JSON")
+    p.add_argument("--allow-custom-code", action="store_true",
+                   help="accept package.module:Class loss names (your own code); a recipe cannot turn this on")
 
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
@@ -115,69 +138,64 @@ def _load(args):
     return EmbeddingModel.load(args.model, trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle)
 
 
-def read_texts(path: str, column: str | None) -> list[str]:
-    """Texts from a .txt file (one per line, blank lines kept out) or one column of a table file.
+def read_texts(path: str, column: str | None, max_chars: int = 1 << 30) -> list[str]:
+    """Texts from a .txt file (one per line, blank lines kept out) or one column of a table file."""
+    from .data.text_input import count_texts, text_chunks
 
-    Both are read by ``data.sources``, as training and evaluation data are: same BOM, encoding and row errors.
-    """
-    from .data.sources import load_lines, load_table
-    from .data.validate import check_texts
-
-    file = Path(path)
-    if not file.is_file():
-        raise EmbtuneError(f"{file}: no such file; check the --input path")
-    if file.suffix.lower() == ".txt":
-        if column is not None:
-            raise EmbtuneError(f"{file}: --column applies to table files, not .txt; drop --column")
-        texts = load_lines(file)
-    else:
-        table = load_table(file).data.table
-        if column is None:
-            raise EmbtuneError(f"{file}: pass --column to say which column holds the texts; columns: {', '.join(table.column_names)}")
-        if column not in table.column_names:
-            raise EmbtuneError(f"{file}: unknown column {column!r}; available columns: {', '.join(table.column_names)}")
-        # null, empty and whitespace-only cells are an error naming the row, as in training data
-        check_texts(table.column(column), column=column, role="input", path=file)
-        texts = table.column(column).to_pylist()
-        for row, value in enumerate(texts, start=1):
-            if not isinstance(value, str):  # a dict record: training renders it with a template; encode cannot
-                raise EmbtuneError(f"{file}, data row {row} (1-based), column {column!r}: expected text, got {value!r}; fix or remove the row")
-    if not texts:
-        raise EmbtuneError(f"{file}: no texts found; the input file is empty")
-    return texts
+    count_texts(path, column)
+    return [text for chunk in text_chunks(path, column, max_chars) for text in chunk]
 
 
 def cmd_encode(args) -> int:
-    import numpy as np
-
-    texts = read_texts(args.input, args.column)
-    if not args.output.endswith(".npy"):
-        raise EmbtuneError(f"{args.output}: --output must end in .npy")
-    model = _load(args)
-    emb = model.encode(
-        texts,
-        batch_size=args.batch_size,
-        normalize=args.normalize,
-        prompt=args.prompt,
-        prompt_name=args.prompt_name,
-        precision=args.precision,
-        quantize=args.quantize,
-        truncate_dim=args.truncate_dim,
-        show_progress_bar=sys.stderr.isatty() and len(texts) > 2000,
-    )
     import io
 
-    from .utils.atomic import atomic_write_bytes
+    import numpy as np
 
+    from .data.text_input import count_texts, text_chunks
+    from .models.encode import quantize_embeddings
+    from .utils.atomic import atomic_write_bytes
+    from .utils.paths import output_file
+    from .utils.text_cap import char_limit
+
+    total = count_texts(args.input, args.column)  # the whole input is checked before the model loads
+    if not args.output.endswith(".npy"):
+        raise EmbtuneError(f"{args.output}: --output must end in .npy")
+    output = output_file(args.output, overwrite=args.overwrite)
+    model = _load(args)
+    emb: np.ndarray | None = None
+    done = 0
+    for chunk in text_chunks(args.input, args.column, char_limit(model.max_seq_length)):
+        part = model.encode(
+            chunk,
+            batch_size=args.batch_size,
+            normalize=args.normalize,
+            prompt=args.prompt,
+            prompt_name=args.prompt_name,
+            precision=args.precision,
+            truncate_dim=args.truncate_dim,
+            show_progress_bar=sys.stderr.isatty() and total > 2000,
+        )
+        if emb is None:
+            emb = np.empty((total, part.shape[1]), dtype=part.dtype)
+        emb[done : done + len(part)] = part
+        done += len(part)
+    assert emb is not None and done == total
+    if args.quantize:  # calibrated on all embeddings at once, as encode(quantize=...) does
+        emb = quantize_embeddings(emb, args.quantize)
     buf = io.BytesIO()
     np.save(buf, emb)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(args.output, buf.getvalue())
-    print(f"wrote {emb.shape[0]} x {emb.shape[1]} {emb.dtype} embeddings to {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(output, buf.getvalue())
+    print(f"wrote {emb.shape[0]} x {emb.shape[1]} {emb.dtype} embeddings to {output}")
     return 0
 
 
 def cmd_similarity(args) -> int:
+    for name, text in (("text_a", args.text_a), ("text_b", args.text_b)):
+        if not text.strip():
+            raise EmbtuneError(f"{name} is {'empty' if not text else 'whitespace only'}; give two non-empty texts")
+        if "\x00" in text:
+            raise EmbtuneError(f"{name} contains a NUL byte (\\x00); remove it")
     model = _load(args)
     emb = model.encode([args.text_a, args.text_b], precision="fp32")
     score = float(model.similarity_pairwise(emb[:1], emb[1:])[0])
@@ -200,7 +218,7 @@ def cmd_train(args) -> int:
     from .training.loop import train
     from .training.recipe import load_recipe
 
-    result = train(load_recipe(args.recipe, args.overrides))
+    result = train(load_recipe(args.recipe, args.overrides), allow_custom_code=args.allow_custom_code)
     if result.metrics:  # rank 0 only
         if args.json:
             print(json.dumps(result.metrics, indent=2, default=str))
@@ -301,9 +319,37 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"embtune: warning: {message}", file=sys.stderr)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit code after a short usage and one error line (help: 0)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        print("embtune: error: no command given; e.g. embtune train recipes/pairs_mnrl.yaml", file=sys.stderr)
+        return 2
+    if not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(USAGE, file=sys.stderr)
+        print(f"embtune: error: unknown command {argv[0]!r}{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return parser.parse_args(argv)
+    except _UsageError as exc:
+        prog = exc.parser.prog
+        print(f"usage: {prog} ...   ({prog} --help lists the arguments)", file=sys.stderr)
+        print(f"embtune: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
     logging.basicConfig(level=logging.WARNING, format="embtune: warning: %(message)s", stream=sys.stderr)
     warnings.showwarning = _one_line_warning
     debug = os.environ.get("EMBTUNE_DEBUG") == "1"
@@ -312,7 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     except EmbtuneError as exc:
         if debug:
             raise
-        print(f"embtune: error: {exc}", file=sys.stderr)
+        print(f"embtune: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable, unwritable, full disk, bad path: the user's environment, not a bug
+        if debug:
+            raise
+        from .utils.paths import os_error
+
+        print(f"embtune: error: {_one_line(str(os_error(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("embtune: interrupted", file=sys.stderr)
@@ -323,3 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         print(f"embtune: internal error: {type(exc).__name__}: {first} (rerun with EMBTUNE_DEBUG=1 for details)", file=sys.stderr)
         return 1
+
+
+def _one_line(message: str) -> str:
+    """Messages are one line by contract; a newline from a dependency's text is folded."""
+    return " ".join(message.split("\n"))

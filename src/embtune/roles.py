@@ -98,24 +98,24 @@ def check_roles(
         example = ", ".join(f"{role}: <column>" for role in missing)
         raise EmbtuneError(
             f"{loss.name} needs the role(s) {', '.join(missing)}, but the data only has "
-            f"{', '.join(sorted(present)) or 'none'}; map a column to each in data.columns ({example})"
+            f"{', '.join(sorted(present)) or 'none'}; map a column to each in datasets[].columns ({example})"
         )
     limit = loss.max_negatives
     if limit is not None and n_negatives > limit:
         if limit == 0:
-            fix = "remove the negative columns from data.columns, or use a loss that takes hard negatives (mnrl)"
+            fix = "remove the negative columns from datasets[].columns, or use a loss that takes hard negatives (mnrl)"
         else:
-            fix = f"keep at most {limit} negative column(s) in data.columns"
+            fix = f"keep at most {limit} negative column(s) in datasets[].columns"
         raise EmbtuneError(f"{loss.name} accepts {limit} hard-negative role(s) but got {n_negatives}; {fix}")
     if has_label is None:
         return
     if loss.label is not None and not has_label:
         raise EmbtuneError(
-            f"{loss.name} needs a label column ({loss.label.describe()}); set `label: <column>` in data.columns"
+            f"{loss.name} needs a label column ({loss.label.describe()}); set `label: <column>` in datasets[].columns"
         )
     if loss.label is None and has_label:
         raise EmbtuneError(
-            f"{loss.name} does not use labels, but data.columns maps a label column; remove `label`, or pick "
+            f"{loss.name} does not use labels, but datasets[].columns maps a label column; remove `label`, or pick "
             "a loss that reads labels (cosent, cosine_similarity, contrastive, online_contrastive)"
         )
 

@@ -97,7 +97,7 @@ def test_roles_match_the_loss() -> None:
         (
             ColumnRoles("a", "b", label="c"),
             AnchorLabelLoss(),
-            "reads only anchor, but data.columns maps positive",
+            r"reads only anchor, but datasets\[\]\.columns maps positive",
         ),
     ],
 )

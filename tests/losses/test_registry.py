@@ -91,8 +91,17 @@ def test_build_matryoshka_from_yaml_like_dicts() -> None:
 
 
 def test_build_loss_accepts_module_colon_class() -> None:
-    loss = build_loss("embtune.losses.triplet:TripletLoss", triplet_margin=1.0)
+    loss = build_loss("embtune.losses.triplet:TripletLoss", allow_custom_code=True, triplet_margin=1.0)
     assert isinstance(loss, TripletLoss)
+
+
+def test_module_colon_class_needs_the_opt_in_and_a_loss_class() -> None:
+    with pytest.raises(EmbtuneError, match="never imports from a recipe.*--allow-custom-code"):
+        build_loss("embtune.losses.triplet:TripletLoss")
+    with pytest.raises(EmbtuneError, match="'os:system' is not a loss class"):
+        build_loss("os:system", allow_custom_code=True, command="true")
+    with pytest.raises(EmbtuneError, match="is not a loss class"):
+        build_loss("collections:OrderedDict", allow_custom_code=True)
 
 
 def test_unknown_loss_name_suggests_the_closest() -> None:
@@ -123,9 +132,9 @@ def test_missing_required_parameter_is_named() -> None:
 
 def test_bad_module_path_says_what_failed() -> None:
     with pytest.raises(EmbtuneError, match="cannot import module 'no_such_pkg.losses'"):
-        build_loss("no_such_pkg.losses:X")
+        build_loss("no_such_pkg.losses:X", allow_custom_code=True)
     with pytest.raises(EmbtuneError, match="has no attribute 'Nope'"):
-        build_loss("embtune.losses:Nope")
+        build_loss("embtune.losses:Nope", allow_custom_code=True)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +176,7 @@ def test_matryoshka_dim_larger_than_embedding_is_an_error() -> None:
 def test_check_roles_names_missing_role_and_fix() -> None:
     with pytest.raises(
         EmbtuneError,
-        match=r"TripletLoss needs the role\(s\) negative_1.*data.columns \(negative_1: <column>\)",
+        match=r"TripletLoss needs the role\(s\) negative_1.*datasets\[\]\.columns \(negative_1: <column>\)",
     ):
         check_roles(TripletLoss(), {"anchor", "positive"}, 0)
     check_roles(TripletLoss(), {"anchor", "positive"}, 1)  # negatives may be given by count only

@@ -82,6 +82,28 @@ def _corrupt_weights(keep: float) -> Callable[[Path, Path], Path]:
     return make
 
 
+def _model_config(**changes: Any) -> Callable[[Path, Path], Path]:
+    """A copy of the model whose config.json says something the weights do not (issue 10, item 5)."""
+    def make(model: Path, tmp: Path) -> Path:
+        copy = _model_without()(model, tmp)
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, **changes}))
+        return copy
+    return make
+
+
+def _model_symlink_loop(model: Path, tmp: Path) -> Path:
+    copy = _model_without()(model, tmp)
+    (copy / "loop_a").symlink_to("loop_b")
+    (copy / "loop_b").symlink_to("loop_a")
+    return copy
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(9)
+)  # ten nested alias levels: 10**10 values once expanded
+
+
 def _foreign_output(tmp: Path) -> None:
     (tmp / "out").mkdir()
     (tmp / "out" / "thesis.tex").write_text("three years of work")
@@ -94,7 +116,7 @@ CASES = [
     Case("wrong-delimiter", ("data.csv", "semicolon-separated", "re-save it with commas"),
          data=GOOD_CSV.replace(",", ";")),
     Case("tab-in-csv", ("data.csv", "tab-separated", "set format: tsv"), data=GOOD_CSV.replace(",", "\t")),
-    Case("unknown-column", ("data.csv", "'anchr'", "available columns: anchor, positive, score", "Fix data.columns"),
+    Case("unknown-column", ("data.csv", "'anchr'", "available columns: anchor, positive, score", "Fix datasets[].columns"),
          recipe={"columns": {"anchor": "anchr", "positive": "positive"}}),
     Case("label-column-missing-for-loss", ("data.csv", "CoSENTLoss needs a label column", "set `label: <column>`"),
          recipe={"loss": "cosent"}),
@@ -153,6 +175,37 @@ CASES = [
     Case("corrupted-safetensors-truncated", ("model.safetensors", "corrupted", "restore"),
          model=_corrupt_weights(0.5)),
     Case("corrupted-safetensors-garbage", ("model.safetensors", "corrupted", "restore"), model=_corrupt_weights(0)),
+    # --- issue 10, round 2 -------------------------------------------------------------------------------
+    Case("loss-names-python-code", ("recipe.yaml", "datasets[0].loss", "'os:system'", "never imports",
+                                    "--allow-custom-code"),
+         recipe={"loss": {"name": "os:system", "command": "touch PWNED"}}),
+    Case("loss-name-not-a-loss-even-unknown", ("recipe.yaml", "unknown loss 'system'", "known losses"),
+         recipe={"loss": "system"}),
+    Case("recipe-tab-indentation", ("recipe.yaml", "line 2", "tab", "indents with spaces"),
+         recipe={"text": "model:\n\tname: x\n"}),
+    Case("recipe-save-strategy-no-unquoted", ("recipe.yaml", "args.save_strategy", "boolean", 'save_strategy: "no"'),
+         recipe={"args": {"save_strategy": False}}),
+    Case("recipe-learning-rate-nan", ("recipe.yaml", "args.learning_rate", "not a finite number"),
+         recipe={"args": {"learning_rate": float("nan")}}),
+    Case("mnrl-batch-of-one-without-negatives", ("recipe.yaml", "datasets[0].loss", "batch of 1 row",
+                                                  "per_device_train_batch_size to 2"),
+         recipe={"args": {"per_device_train_batch_size": 1}}),
+    Case("utf16-without-bom", ("data.csv", "UTF-16 without a byte-order mark", "re-save the file as UTF-8"),
+         data=GOOD_CSV.encode("utf-16-le")),
+    Case("utf16-with-bom", ("data.csv", "UTF-16", "byte-order mark", "re-save the file as UTF-8"),
+         data=GOOD_CSV.encode("utf-16")),
+    Case("nul-byte-in-text", ("data.csv", "data row 2", "column 'anchor'", "NUL byte", "re-save"),
+         data=HEADER + pair_rows(1) + "the \x00cat,a dog,0.1\n" + pair_rows(4)),
+    Case("numeric-text-column-parquet", ("data.parquet", "column 'anchor'", "int64", "not text"),
+         name="data.parquet", data=lambda p: pq.write_table(pa.table({"anchor": list(range(6)),
+                                                                      "positive": [f"a dog {i}" for i in range(6)]}), p)),
+    Case("model-config-more-layers-than-weights", ("model/config.json", "model.safetensors", "missing", "layer 2",
+                                                   "num_hidden_layers=3"), model=_model_config(num_hidden_layers=3)),
+    Case("model-config-fewer-layers-than-weights", ("model/config.json", "not used", "encoder.layer.1.",
+                                                    "num_hidden_layers=1"), model=_model_config(num_hidden_layers=1)),
+    Case("model-config-hidden-size-lies", ("model/config.json", "another shape", "hidden_size=64", "(32,)"),
+         model=_model_config(hidden_size=64)),
+    Case("model-symlink-loop", ("model/loop_", "symlink loop", "fix the link"), model=_model_symlink_loop),
 ]
 
 
@@ -189,18 +242,24 @@ def test_bad_input_is_one_clear_line_and_leaves_no_output(case: Case, via: str, 
         for fragment in case.fragments:
             assert fragment in message, f"{fragment!r} not in {message!r}"
     assert snapshot(out) == before  # absent before and after, or untouched
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()  # no recipe ever runs code
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert not leftovers, leftovers  # no temporary folders next to the output
 
 
-def test_foreign_output_dir_is_replaced_only_with_overwrite_output_dir(model_dir, tmp_path, capsys):
+def test_overwrite_output_dir_never_replaces_a_folder_embtune_did_not_create(model_dir, tmp_path, capsys):
     _foreign_output(tmp_path)
     data = tmp_path / "data.csv"
     data.write_text(GOOD_CSV)
     recipe = write_recipe(tmp_path, model_dir, data, args={"overwrite_output_dir": True})
+    before = snapshot(tmp_path / "out")
+    code = main(["train", str(recipe), "--json"])
+    assert_one_line_error(code, capsys.readouterr().err, "thesis.tex", "did not write", "choose another output_dir")
+    assert snapshot(tmp_path / "out") == before
+    (tmp_path / "out" / "thesis.tex").unlink()  # now an empty folder: a first run, then a replacing run
     assert main(["train", str(recipe), "--json"]) == 0
+    assert main(["train", str(recipe), "--json"]) == 0  # an earlier embtune run is replaced
     assert (tmp_path / "out" / "modules.json").is_file()
-    assert not (tmp_path / "out" / "thesis.tex").exists()
 
 
 def test_extremely_long_texts_are_truncated_with_a_count_warning(model_dir, tmp_path):

@@ -137,7 +137,7 @@ def test_encode_on_a_full_disk_keeps_the_previous_output(model_dir, tmp_path, ca
     before = out.read_bytes()
     (tmp_path / "in.txt").write_text("the cat\na dog\n")
     monkeypatch.setattr(os, "fsync", _fail_with(errno.ENOSPC))
-    code = main(["encode", str(model_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out)])
+    code = main(["encode", str(model_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out), "--overwrite"])
     monkeypatch.undo()
     assert_one_line_error(code, capsys.readouterr().err, "emb.npy", "disk is full", "free some space")
     assert out.read_bytes() == before

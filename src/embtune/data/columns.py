@@ -34,10 +34,10 @@ class ColumnRoles:
         object.__setattr__(self, "negatives", list(self.negatives))
         for role, column in [("anchor", self.anchor), ("positive", self.positive), ("label", self.label)]:
             if column is not None and (not isinstance(column, str) or not column):
-                raise EmbtuneError(f"data.columns.{role}: expected a column name, got {column!r}")
+                raise EmbtuneError(f"datasets[].columns.{role}: expected a column name, got {column!r}")
         for column in self.negatives:
             if not isinstance(column, str) or not column:
-                raise EmbtuneError(f"data.columns.negatives: expected a list of column names, got {column!r}")
+                raise EmbtuneError(f"datasets[].columns.negatives: expected a list of column names, got {column!r}")
 
     @property
     def text_roles(self) -> dict[str, str]:
@@ -58,10 +58,10 @@ class ColumnRoles:
                 " (list hard negatives under `negatives: [...]`)" if any("neg" in k for k in unknown) else ""
             )
             raise EmbtuneError(
-                f"data.columns: unknown role(s) {', '.join(unknown)}; use {', '.join(sorted(known))}{hint}"
+                f"datasets[].columns: unknown role(s) {', '.join(unknown)}; use {', '.join(sorted(known))}{hint}"
             )
         if "anchor" not in mapping:
-            raise EmbtuneError("data.columns: `anchor: <column>` is required")
+            raise EmbtuneError("datasets[].columns: `anchor: <column>` is required")
         negatives = mapping.get("negatives") or []
         if isinstance(negatives, str):
             negatives = [negatives]
@@ -81,7 +81,7 @@ def check_columns(roles: ColumnRoles, available: list[str], path: object = None)
     if missing:
         raise EmbtuneError(
             f"{prefix}no column for {', '.join(missing)}; available columns: {', '.join(available)}. "
-            "Fix data.columns"
+            "Fix datasets[].columns"
         )
     seen: dict[str, str] = {}
     for role, column in mapped.items():
@@ -106,6 +106,6 @@ def check_roles_for(roles: ColumnRoles, needs: NeedsRoles, path: object = None) 
         raise EmbtuneError(f"{prefix}{exc}") from None
     if roles.positive is not None and "positive" not in needs.required_roles:
         raise EmbtuneError(
-            f"{prefix}{needs.name} reads only {', '.join(needs.required_roles)}, but data.columns maps positive: "
+            f"{prefix}{needs.name} reads only {', '.join(needs.required_roles)}, but datasets[].columns maps positive: "
             f"{roles.positive!r}; remove it or pick a loss that uses pairs"
         )

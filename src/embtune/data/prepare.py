@@ -24,6 +24,7 @@ import pyarrow as pa
 from ..errors import EmbtuneError
 from ..roles import NeedsRoles
 from ..utils.atomic import atomic_dir
+from ..utils.text_cap import cap_texts
 from .columns import ColumnRoles, check_columns, check_roles_for
 from .hashing import hash_texts
 from .render import PerRole, check_per_role, column_kind, for_role, render_column
@@ -296,7 +297,7 @@ def _tokenize(texts: list[str], tokenizer: Any, max_seq_length: int) -> tuple[pa
     """Token ids of ``texts`` (truncated, special tokens added) as list<int32>, and how many were cut."""
     fast = bool(getattr(tokenizer, "is_fast", False))
     encoded = tokenizer(
-        texts,
+        cap_texts(texts, max_seq_length),  # bounded work and memory per text, same tokens kept
         add_special_tokens=True,
         truncation=True,
         max_length=max_seq_length,

@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 
 from ..errors import EmbtuneError
 from ..utils.atomic import atomic_file
+from ..utils.paths import expand, input_path
+from .long_lines import block_size_for, is_straddle
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "disk")
 _EXTENSIONS = {
@@ -76,6 +78,7 @@ def load_table(
             a row whose field count differs from the header, malformed JSON, unknown format.
     """
     path, split = split_path(path, split)
+    path = input_path(path, "data file")  # FIFO, device, unreadable, symlink loop: one line, never a hang
     if not path.exists():
         raise EmbtuneError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
     fmt = _resolve_format(path, fmt)
@@ -130,12 +133,18 @@ def load_lines(path: str | os.PathLike[str]) -> list[str]:
     A UTF-8 byte-order mark is dropped, as for tables; an empty file and bytes that are not UTF-8 give the
     same one-line errors as a CSV file does.
     """
-    path = Path(path)
+    path = check_text_file(path)
+    return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+
+
+def check_text_file(path: str | os.PathLike[str]) -> Path:
+    """A plain text file's checks (exists, regular, not empty, UTF-8 and not UTF-16), streaming; returns it."""
+    path = input_path(path, "text file", folder_ok=False)
     if not path.is_file():
         raise EmbtuneError(f"{path}: file not found; check the path (relative paths start at {Path.cwd()})")
     _check_not_empty(path)
     _check_utf8(path)
-    return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return path
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
@@ -164,7 +173,7 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 
 def split_path(path: str | os.PathLike[str], split: str | None = None) -> tuple[Path, str | None]:
     """Turn ``folder:train`` into (folder, "train") when ``folder`` exists and the full name does not."""
-    path = Path(path)
+    path = expand(path)
     text = str(path)
     if not path.exists() and ":" in path.name:
         base, _, suffix = text.rpartition(":")
@@ -242,6 +251,7 @@ def _check_not_empty(path: Path) -> None:
 def _check_utf8(path: Path) -> None:
     """Decode the file in newline-aligned chunks (C speed); name the line and byte of the first bad byte."""
     offset, lines = 0, 0
+    _check_not_utf16(path)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             chunk += handle.readline()  # '\n' never occurs inside a UTF-8 sequence: chunks split cleanly
@@ -255,6 +265,18 @@ def _check_utf8(path: Path) -> None:
                 ) from None
             offset += len(chunk)
             lines += chunk.count(b"\n")
+
+
+def _check_not_utf16(path: Path) -> None:
+    """UTF-16 (with or without a byte-order mark) would otherwise look like ragged rows or bad bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise EmbtuneError(f"{path}: is UTF-16 (it starts with a UTF-16 byte-order mark); re-save the file as UTF-8")
+    if len(head) >= 4 and head.count(b"\x00") * 4 >= len(head):
+        raise EmbtuneError(
+            f"{path}: looks like UTF-16 without a byte-order mark (every other byte is NUL); re-save the file as UTF-8"
+        )
 
 
 def _check_delimiter(path: Path, fmt: str) -> None:
@@ -302,14 +324,14 @@ def _parse(path: Path, fmt: str, target: Path | None, text_columns: tuple[str, .
 
 def _batches(path: Path, fmt: str, hints: dict[str, object]) -> Iterator[pa.RecordBatch]:
     if fmt in ("csv", "tsv"):
-        return _csv_batches(path, "\t" if fmt == "tsv" else ",", hints["column_types"])  # type: ignore[arg-type]
+        return _csv_batches(path, "\t" if fmt == "tsv" else ",", hints["column_types"], hints)  # type: ignore[arg-type]
     if fmt == "jsonl":
         return _json_batches(path, hints)
     return _parquet_batches(path)
 
 
 def _csv_batches(
-    path: Path, delimiter: str, column_types: dict[str, pa.DataType]
+    path: Path, delimiter: str, column_types: dict[str, pa.DataType], hints: dict[str, object]
 ) -> Iterator[pa.RecordBatch]:
     """Stream CSV blocks. Types are inferred from the first block; when a later value does not fit (ints
     then a float, numbers then text) the column is widened and the file re-read (``_Retry``)."""
@@ -329,7 +351,7 @@ def _csv_batches(
     try:
         reader = pa_csv.open_csv(
             path,
-            read_options=pa_csv.ReadOptions(use_threads=False),  # keeps row numbers for error messages
+            read_options=pa_csv.ReadOptions(use_threads=False, block_size=hints.get("block_size")),  # row numbers
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
             ),
@@ -341,6 +363,9 @@ def _csv_batches(
     except pa.ArrowInvalid as exc:
         if bad_rows:
             error = EmbtuneError(f"{path}: {bad_rows[0]}")
+        elif is_straddle(exc):  # a row longer than a parse block: re-read with a block that holds it
+            hints["block_size"] = block_size_for(path, hints.get("block_size"))  # type: ignore[arg-type]
+            error = _Retry()
         elif _widen(str(exc), names, column_types):
             error = _Retry()
         else:
@@ -386,17 +411,24 @@ def _json_batches(path: Path, hints: dict[str, object]) -> Iterator[pa.RecordBat
             f"{path}: holds a JSON array; write one JSON object per line (JSON lines), e.g. "
             f"`jq -c '.[]' {path.name} > {path.stem}.jsonl`"
         )
+    options = pa_json.ReadOptions(block_size=hints["block_size"]) if hints.get("block_size") else None
     if not hints["whole_json"]:
         try:
-            yield from _read_all(pa_json.open_json(path))
+            yield from _read_all(pa_json.open_json(path, read_options=options))
             return
-        except pa.ArrowException:
+        except pa.ArrowException as exc:
+            if is_straddle(exc):  # a line longer than a parse block: re-read with a block that holds it
+                hints["block_size"] = block_size_for(path, hints.get("block_size"))  # type: ignore[arg-type]
+                raise _Retry from None
             # the streaming reader fixes the schema on the first block; the whole-file reader unifies it
             hints["whole_json"] = True
             raise _Retry from None
     try:
-        table = pa_json.read_json(path)
+        table = pa_json.read_json(path, read_options=options)
     except pa.ArrowException as exc:
+        if is_straddle(exc):
+            hints["block_size"] = block_size_for(path, hints.get("block_size"))  # type: ignore[arg-type]
+            raise _Retry from None
         raise _json_error(path, exc) from None
     yield from (batch for batch in table.to_batches() if batch.num_rows)
 
@@ -486,4 +518,4 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-__all__ = ["FORMATS", "dataset_name", "file_fingerprint", "load_lines", "load_table", "split_path"]
+__all__ = ["FORMATS", "check_text_file", "dataset_name", "file_fingerprint", "load_lines", "load_table", "split_path"]

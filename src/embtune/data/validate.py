@@ -70,8 +70,8 @@ def check_texts(
     kind = column_kind(values.type)
     if kind not in ("string", "dict"):
         raise EmbtuneError(
-            f"{path}, column {column!r} ({role}): holds {values.type} values, not text; map a text column to "
-            f"{role}, or quote the values in the file so they load as text"
+            f"{path}, column {column!r} ({role}): holds {values.type} values, not text; map a column of texts "
+            f"to {role}"
         )
     missing = _first(values.is_null())
     if missing is not None:
@@ -79,6 +79,12 @@ def check_texts(
             f"{_at(path, first_row + missing, column)}{role} text is missing (null); fill it in or drop the row"
         )
     if kind == "string":
+        row = _first(pc.match_substring(values, "\x00"))
+        if row is not None:
+            raise EmbtuneError(
+                f"{_at(path, first_row + row, column)}{role} text contains a NUL byte (\\x00), which tokenizers "
+                "drop silently; it is binary data or a UTF-16 file: remove it or re-save the file as UTF-8"
+            )
         blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
         row = _first(blank)
         if row is not None:

@@ -27,6 +27,7 @@ from typing import Any
 from ..data.sources import load_table, split_path
 from ..errors import EmbtuneError
 from .base import Evaluator
+from .file_checks import check_columns
 from .registry import EVALUATORS, build_evaluator, check_kind, suggest
 from .retrieval_data import RetrievalData, load_beir, load_retrieval_pairs
 
@@ -142,4 +143,5 @@ def _read_columns(
                 f"{Path(path)}: no column {column!r} for the {kind} evaluator's {key!r}; available columns: "
                 f"{', '.join(table.column_names)}. Rename it in the file or map it (columns {key}=<column>)"
             )
+    check_columns(kind, Path(path), table, mapping)  # file, 1-based row and column in every message
     return {key: table[column] for key, column in mapping.items()}

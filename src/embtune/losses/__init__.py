@@ -4,17 +4,17 @@ Python users import the classes; recipes name them::
 
     build_loss("mnrl", scale=20.0)
     build_loss("MatryoshkaLoss", loss={"name": "cosent"}, matryoshka_dims=[32, 16])
-    build_loss("mypackage.losses:MyLoss", alpha=0.1)   # escape hatch for your own loss
+    build_loss("mypackage.losses:MyLoss", alpha=0.1, allow_custom_code=True)   # your own loss class
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 from typing import Any
 
 from ..errors import EmbtuneError
+from ..utils.resolve import resolve
 from .base import LabelSpec, Loss, ModelLoss, check_roles, first_bad_label, negative_roles
 from .cached import CachedMultipleNegativesRankingLoss
 from .contrastive import ContrastiveLoss, OnlineContrastiveLoss
@@ -49,36 +49,20 @@ LOSSES: dict[str, type] = {
 }
 
 
-def _import_class(path: str) -> type:
-    """``"package.module:Class"`` -> the class."""
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise EmbtuneError(
-            f"loss {path!r}: cannot import module {module_name!r} ({err}); is it installed?"
-        ) from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise EmbtuneError(f"loss {path!r}: module {module_name!r} has no attribute {attr!r}") from None
+_LOSS_ATTRS = ("required_roles", "max_negatives", "label", "citation", "config")
 
 
-def _lookup(name: str) -> type:
-    if not isinstance(name, str):
-        raise EmbtuneError(f"a loss name must be a string such as 'mnrl', got {name!r}")
-    if ":" in name:
-        return _import_class(name)
-    if name in LOSSES:
-        return LOSSES[name]
-    folded = {key.lower(): cls for key, cls in LOSSES.items()}
-    if name.lower() in folded:
-        return folded[name.lower()]
-    close = difflib.get_close_matches(name, list(LOSSES), n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise EmbtuneError(
-        f"unknown loss {name!r}; {hint}known losses: {', '.join(LOSSES)} "
-        "(or 'package.module:Class' for your own)"
+def _is_loss_class(obj: object) -> bool:
+    """A class with the Loss interface (roles, labels, citation, ``config`` and ``__call__``)."""
+    defines_call = any("__call__" in vars(k) for k in getattr(obj, "__mro__", ())[:-1])  # not object's
+    return all(hasattr(obj, attr) for attr in _LOSS_ATTRS) and defines_call
+
+
+def _lookup(name: str, allow_custom_code: bool | None = None) -> type:
+    """Registry name -> class; ``package.module:Class`` only with the custom-code opt-in (``utils.resolve``)."""
+    return resolve(
+        "loss", name, LOSSES, check=_is_loss_class, allow_custom_code=allow_custom_code,
+        expected="a loss class (required_roles, label, citation, config() and __call__(embeddings, labels))",
     )
 
 
@@ -109,30 +93,33 @@ def _check_params(cls: type, params: dict[str, Any]) -> None:
         )
 
 
-def build_loss(name: str, **params: Any) -> Loss:
+def build_loss(name: str, *, allow_custom_code: bool | None = None, **params: Any) -> Loss:
     """Build a loss from its registry name (alias or sentence-transformers class name) and parameters.
 
     A ``loss`` parameter given as a name or as a dict ``{"name": ..., **params}`` is built first, so
     wrappers work from YAML: ``build_loss("matryoshka", loss={"name": "mnrl"}, matryoshka_dims=[64, 32])``.
 
+    ``package.module:Class`` names are imported only with ``allow_custom_code=True`` (or inside
+    ``train(config, allow_custom_code=True)``), and only classes with the loss interface are accepted.
+
     Raises:
-        EmbtuneError: unknown name (with a suggestion), unknown or missing parameters (listing the
+        EmbtuneError: unknown name (with a suggestion), custom code without the opt-in, unknown or missing parameters (listing the
             accepted ones), or invalid values.
 
     >>> build_loss("mnrl", scale=10.0).config()
     {'scale': 10.0, 'similarity_fct': 'cos_sim'}
     """
-    cls = _lookup(name)
+    cls = _lookup(name, allow_custom_code)
     inner = params.get("loss")
     if isinstance(inner, str):
-        params["loss"] = build_loss(inner)
+        params["loss"] = build_loss(inner, allow_custom_code=allow_custom_code)
     elif isinstance(inner, dict):
         inner = dict(inner)
         if "name" not in inner:
             raise EmbtuneError(
                 f"{cls.__name__}: the inner `loss` needs a `name`, e.g. {{name: mnrl}}; got {inner}"
             )
-        params["loss"] = build_loss(inner.pop("name"), **inner)
+        params["loss"] = build_loss(inner.pop("name"), allow_custom_code=allow_custom_code, **inner)
     _check_params(cls, params)
     try:
         return cls(**params)

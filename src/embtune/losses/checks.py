@@ -92,7 +92,7 @@ def check_labels(labels: Tensor | None, batch_size: int, loss: str, expected: st
     """Labels as a flat (B,) tensor; raise if absent or of the wrong size."""
     if labels is None:
         raise EmbtuneError(
-            f"{loss} needs a label per pair ({expected}); map a column to `label` in data.columns"
+            f"{loss} needs a label per pair ({expected}); map a column to `label` in datasets[].columns"
         )
     if labels.numel() != batch_size:
         raise EmbtuneError(

@@ -52,7 +52,12 @@ def inside(root: Path, folder: Path, relative: str, trusted_root: Path | None = 
             f"{root / 'modules.json'}: module path {relative!r} leaves the model folder; "
             "module paths must be relative folders inside it"
         )
-    target = (folder / rel).resolve()
+    try:
+        target = (folder / rel).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python < 3.13 reports a symlink loop this way
+        raise EmbtuneError(
+            f"{folder / rel}: is a symlink loop (a link that points back to itself); remove or fix the link"
+        ) from None
     allowed = (trusted_root or folder).resolve()
     if target != allowed and allowed not in target.parents:
         raise EmbtuneError(
@@ -126,7 +131,23 @@ def load_modules(
             steps.append(Normalize())
     if transformer is None:
         raise EmbtuneError(f"{folder / 'modules.json'}: no Transformer module; this is not a text embedding model")
+    _check_chain(folder, transformer, steps)
     return transformer, steps, st_config
+
+
+def _check_chain(folder: Path, transformer: Transformer, steps: list) -> None:
+    """Each module's input width is the previous module's output width (else encode fails mid-batch)."""
+    width, source = transformer.hidden_size, "the transformer's hidden_size"
+    for step in steps:
+        if isinstance(step, Pooling):  # pools whatever width it gets: one vector per mode
+            width, source = width * len(step.modes), "the pooling output"
+        elif isinstance(step, Dense):
+            if step.in_features != width:
+                raise EmbtuneError(
+                    f"{folder}: a Dense module takes in_features={step.in_features} but {source} is {width}; fix "
+                    "in_features in its config.json (and its weights) or restore the original model"
+                )
+            width, source = step.out_features, "the previous Dense module's out_features"
 
 
 def _config(path: Path) -> dict[str, Any]:

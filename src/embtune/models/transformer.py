@@ -12,6 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import EmbtuneError
+from ..utils.paths import os_error
+from ..utils.text_cap import cap_texts
+from .weights_check import check_loading_info, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,11 @@ def check_safetensors(path: Path) -> None:
     """Read the header of a safetensors file (cheap: no tensor data) and name the file if it is damaged."""
     from safetensors import safe_open
 
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise os_error(exc, path, "weights file") from None
     try:
         with safe_open(str(path), framework="pt") as handle:
             handle.keys()
@@ -158,17 +166,22 @@ class Transformer(nn.Module):
         _check_weights_readable(folder)
         _check_remote_code(folder, trust_remote_code)
         try:
-            with _quiet_loading():
+            with _quiet_loading(), quiet_transformers():
                 config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-                model = AutoModel.from_pretrained(
+                model, info = AutoModel.from_pretrained(
                     folder,
                     config=config,
                     trust_remote_code=trust_remote_code,
                     use_safetensors=None if allow_pickle else True,
+                    output_loading_info=True,
+                    ignore_mismatched_sizes=True,  # reported by check_loading_info, naming the keys
                 )
+                check_loading_info(folder, info, config)
                 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         except EmbtuneError:
             raise
+        except OSError as exc:
+            raise os_error(exc, folder, "model file") from None
         except Exception as exc:  # transformers raises many types for a broken folder
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EmbtuneError(
@@ -200,7 +213,8 @@ class Transformer(nn.Module):
         return None if self._backend is None else self._backend[0]
 
     def preprocess(self, texts: list[str]) -> list[str]:
-        return [t.lower() for t in texts] if self.do_lower_case else list(texts)
+        texts = cap_texts(texts, self.max_seq_length)  # a 200 MB text must not reach the tokenizer whole
+        return [t.lower() for t in texts] if self.do_lower_case else texts
 
     def token_ids(self, texts: list[str]) -> tuple[list[list[int]], list[list[int]] | None, int]:
         """Tokenize without padding: (input_ids per text, token_type_ids per text or None, number truncated)."""

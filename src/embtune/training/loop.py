@@ -37,6 +37,7 @@ from ..models.embedding_model import EmbeddingModel
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
+from ..utils.resolve import custom_code
 from ..utils.seed import get_rng_state, seed_everything, set_rng_state
 from . import checkpoint as ckpt
 from .build import TrainData, build_evaluators, build_model, build_sampler, eval_batches, prepare_data
@@ -44,6 +45,7 @@ from .config import TrainArgs, TrainConfig
 from .context import Run
 from .log import JsonlLogger
 from .optim import build_optimizer, build_scheduler
+from .preflight import preflight
 from .run_info import write_card
 from .trackers import TENSORBOARD_DIR, build_trackers
 
@@ -60,13 +62,23 @@ class TrainResult:
     log_path: Path
 
 
-def train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, read top to bottom (STYLE §4)
+def train(config: TrainConfig, *, allow_custom_code: bool = False) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.datasets``; write the model, checkpoints and log to ``args.output_dir``.
 
     Launch with ``torchrun --nproc_per_node=N -m embtune train recipe.yaml`` for DDP: every rank trains on
     its slice of each global batch, embeddings are gathered so each loss sees the whole global batch,
     and only rank 0 evaluates and writes files.
+
+    ``allow_custom_code``: accept ``package.module:Class`` loss names (your own loss classes); a recipe
+    alone can never turn this on. Names, paths and the output folder are checked first (``preflight``).
     """
+    with custom_code(allow_custom_code):
+        preflight(config)
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> TrainResult:  # noqa: C901 - the one loop, read top to bottom (STYLE §4)
+    """The loop itself (``train`` checks the config first)."""
     args = config.args
     started = time.perf_counter()
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
 from ..errors import EmbtuneError
+from ..utils.paths import expand, input_path, os_error
+from ..utils.safe_yaml import MAX_BYTES, YamlSyntaxError, bool_hint, check_size, load_yaml
 from .config import LossCfg, TrainConfig
 
 
@@ -36,17 +37,19 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         EmbtuneError: unreadable YAML, unknown keys, wrong types, invalid values or combinations; the
             message names the recipe file and the dotted key.
     """
-    path = Path(path)
+    path = input_path(path, "recipe", folder_ok=False)
     if not path.is_file():
         raise EmbtuneError(f"{path}: recipe not found; check the path")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if path.stat().st_size > MAX_BYTES:
+            raise EmbtuneError(f"is {path.stat().st_size >> 10} KB; a recipe is at most {MAX_BYTES >> 10} KB of YAML")
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise EmbtuneError(f"{path}: byte {exc.start} is not valid UTF-8; re-save the recipe as UTF-8") from None
-    except yaml.YAMLError as exc:
-        raise EmbtuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise EmbtuneError(f"{path}: nested more than {MAX_DEPTH} levels deep; a recipe is a few levels of mappings") from None
+    except OSError as exc:
+        raise os_error(exc, path, "recipe") from None
+    except EmbtuneError as exc:
+        raise EmbtuneError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise EmbtuneError(f"{path}: a recipe is a mapping with model, datasets, eval and args")
     try:
@@ -54,9 +57,12 @@ def load_recipe(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         _relative_to(raw, path.parent)
         for item in overrides:
             apply_override(raw, item)
-        return from_dict(TrainConfig, raw, "")
+        check_size(raw)
+        config = from_dict(TrainConfig, raw, "")
     except EmbtuneError as exc:
         raise EmbtuneError(f"{path}: {exc}") from None
+    config.recipe_path = path  # type: ignore[attr-defined]  # preflight keeps output_dir from deleting it
+    return config
 
 
 def _relative_to(raw: dict[str, Any], folder: Path) -> None:
@@ -70,18 +76,21 @@ def _relative_to(raw: dict[str, Any], folder: Path) -> None:
     for group, keys in groups:
         for key in keys:
             value = group.get(key)
-            if isinstance(value, str) and value and not Path(value).is_absolute():
-                group[key] = str(folder / value)
+            if isinstance(value, str) and value:
+                value = str(expand(value))  # "~/data.csv" is the user's home, never <recipe folder>/~
+                group[key] = value if Path(value).is_absolute() else str(folder / value)
 
 
 def config_from_dict(raw: dict[str, Any], overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Like ``load_recipe`` for a dict already in memory (Python users, tests)."""
     if not isinstance(raw, dict):
         raise EmbtuneError(f"a recipe is a mapping with model, datasets, eval and args, got {type(raw).__name__}")
+    check_size(raw)
     _check_tree(raw, "")
     raw = copy.deepcopy(raw)
     for item in overrides:
         apply_override(raw, item)
+    check_size(raw)
     return from_dict(TrainConfig, raw, "")
 
 
@@ -109,9 +118,11 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise EmbtuneError(f"override {item!r} is not key=value; write e.g. args.learning_rate=1e-4")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml(text, "the override") if text.strip() else None
+    except YamlSyntaxError:
         value = text
+    except EmbtuneError as exc:
+        raise EmbtuneError(f"override {item!r}: {exc}") from None
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -119,6 +130,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if isinstance(node, list):
             node = node[_index(part, node, here)]
         else:
+            if part == "loss" and isinstance(node.get(part), str):  # `loss: mnrl` is `loss: {name: mnrl}`
+                node[part] = {"name": node[part]}
             node = node.setdefault(part, {})
         if not isinstance(node, dict | list):
             raise EmbtuneError(f"override {item!r}: {here} is a value, not a group")
@@ -196,12 +209,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: C901 - one branch
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "5e-5" as a string; accept numeric text
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise _type_error(where, tp, value) from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(where, tp, value)
-        return float(value)
+        else:
+            number = float(value)
+        if not math.isfinite(number):
+            raise EmbtuneError(f"{where}: {value!r} is not a finite number; give a finite value")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise _type_error(where, tp, value)
@@ -223,4 +240,5 @@ def _type_name(tp: Any) -> str:
 
 
 def _type_error(where: str, tp: Any, value: Any) -> EmbtuneError:
-    return EmbtuneError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    hint = bool_hint(where, value) if "text" in _type_name(tp) else ""
+    return EmbtuneError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}")
