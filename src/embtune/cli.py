@@ -103,6 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, help="use only the first N rows (retrieval folder: the first N queries)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("export", help="export to ONNX: onnxruntime alone (no torch) reproduces encode")
+    _add_model_options(p)
+    p.add_argument("--format", required=True, choices=["onnx"], help="export format")
+    p.add_argument("--quantize", choices=["int8"], help="also write int8 (dynamic quantization) graphs")
+    p.add_argument("--output", required=True, help="output folder (new, empty, or a previous export)")
+
+    p = sub.add_parser("serve", help="serve embeddings over HTTP (OpenAI /v1/embeddings, TEI /embed)")
+    _add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: env EMBTUNE_API_KEY, else none)")
+    p.add_argument("--served-model-name", help="model id reported by /v1/models (default: the MODEL argument)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="token budget of one merged encode call")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 503")
+    p.add_argument("--max-inputs", type=int, default=2048, help="texts per request")
+    p.add_argument("--no-batching", action="store_true", help="one encode call per request (load-test baseline)")
+
+    p = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub (model files only)")
+    p.add_argument("model_dir", help="a saved model folder, e.g. a training output_dir")
+    p.add_argument("repo_id", help="user/name or org/name")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--revision", help="branch to push to (created if missing)")
+    p.add_argument("--commit-message", default="Upload model trained with embtune")
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; upload nothing")
+
     return parser
 
 
@@ -259,6 +286,51 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(_load(args), args.output, quantize=args.quantize)
+    for path in sorted(out.rglob("*.onnx")):
+        print(f"{path.stat().st_size / 1e6:8.1f} MB  {path}")
+    print(f"onnxruntime files (graph, tokenizer.json, config.json): {out / 'embedding'}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve import ServeConfig, serve
+
+    for name in ("port", "max_batch_tokens", "max_queue", "max_inputs"):
+        value = getattr(args, name)
+        if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
+            raise EmbtuneError(f"--{name.replace('_', '-')} {value} is out of range; pass a positive number")
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get("EMBTUNE_API_KEY") or None,
+        model_name=args.served_model_name or args.model,
+        precision=args.precision,
+        batching=not args.no_batching,
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_inputs=args.max_inputs,
+    )
+    serve(_load(args), config)
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .hub_push import push_to_hub
+
+    result = push_to_hub(args.model_dir, args.repo_id, private=args.private, revision=args.revision,
+                         commit_message=args.commit_message, dry_run=args.dry_run)
+    for name in result.files:
+        print(name)
+    size = f"{len(result.files)} files, {result.total_bytes / 1e6:.1f} MB"
+    print(f"dry run: would upload {size} to {result.repo_id}" if args.dry_run else f"pushed {size}: {result.url}")
+    return 0
+
+
 def comparison_table(base: dict, final: dict) -> str:
     """Base vs fine-tuned metrics as an aligned text table (metrics present in both)."""
     keys = [k for k in final if k in base and isinstance(final[k], int | float) and isinstance(base[k], int | float)]
@@ -272,7 +344,7 @@ def comparison_table(base: dict, final: dict) -> str:
 
 
 COMMANDS = {"encode": cmd_encode, "similarity": cmd_similarity, "info": cmd_info, "train": cmd_train, "eval": cmd_eval,
-            **DATA_COMMANDS}
+            "export": cmd_export, "serve": cmd_serve, "push": cmd_push, **DATA_COMMANDS}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

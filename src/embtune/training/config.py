@@ -293,6 +293,12 @@ class TrainArgs:
     metric_for_best_model: str | None = None  # None: "loss" (validation loss) when needed
     greater_is_better: bool | None = None  # None: False for metrics ending in "loss", else True
     disable_tqdm: bool = False
+    # experiment trackers and the Hugging Face Hub
+    report_to: list[str] = field(default_factory=list)  # tensorboard, mlflow
+    push_to_hub: bool = False  # upload the final model (files only, no checkpoints) to hub_model_id
+    hub_model_id: str | None = None  # user/name or org/name
+    hub_private_repo: bool = False
+    hub_revision: str | None = None  # branch to push to
 
     def __post_init__(self) -> None:  # noqa: C901 - one flat list of independent checks
         _check_fields_finite("args", self)
@@ -340,6 +346,18 @@ class TrainArgs:
             raise EmbtuneError("args.seed and args.data_seed must be non-negative integers")
         if self.load_best_model_at_end:
             self._check_best_model()
+        self._check_hub_and_trackers()
+
+    def _check_hub_and_trackers(self) -> None:
+        from .trackers import TRACKERS
+
+        if isinstance(self.report_to, str):  # `report_to: tensorboard`, as the HF trainer accepts it
+            self.report_to = [self.report_to]
+        self.report_to = [] if self.report_to in (["none"], []) else list(self.report_to)
+        for name in self.report_to:
+            _choice("args", "report_to", name, TRACKERS)
+        if self.push_to_hub and not self.hub_model_id:
+            raise EmbtuneError("args.push_to_hub is true but args.hub_model_id is not set; set hub_model_id: user/name")
 
     def _check_best_model(self) -> None:
         if self.eval_strategy == "no":

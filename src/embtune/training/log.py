@@ -31,9 +31,10 @@ class JsonlLogger:
     Only the process that writes files (rank 0) should create one.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, trackers: list | None = None) -> None:
         self.path = Path(path)
         self._write(lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
+        self.trackers = list(trackers or [])  # args.report_to: each gets every new row (not restart's)
 
     def restart(self, rows: list[dict[str, Any]]) -> None:
         """Replace the file with ``rows`` (the log of the checkpoint a run resumes from)."""
@@ -46,6 +47,12 @@ class JsonlLogger:
                 fh.write(finite_json(row) + "\n")
 
         self._write(append)
+        for tracker in self.trackers:
+            tracker.log(row)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
 
     def _write(self, write: Any) -> None:
         try:

@@ -54,8 +54,9 @@ from .preflight import preflight
 from .rollback import LOG_FILE, FreshStart, undo_on_failure
 from .rowwise import clip_grad_norm
 from .run_info import write_card
+from .trackers import TENSORBOARD_DIR, build_trackers
 
-PRESERVED = ("checkpoints", LOG_FILE, ".cache", REPORT_FILE)  # kept in output_dir when the final model replaces it
+PRESERVED = ("checkpoints", LOG_FILE, ".cache", REPORT_FILE, TENSORBOARD_DIR, "mlruns")  # kept when the final model replaces output_dir
 
 
 @dataclass
@@ -112,6 +113,10 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     resume_from = _resume_checkpoint(args, output_dir)  # None for a fresh run
     if resume_from is None:
         _refuse_old_run(args, output_dir)  # an old run in output_dir needs overwrite_output_dir
+    if args.push_to_hub and dist.is_main():
+        from ..hub_push import check_can_push
+
+        check_can_push()  # offline or no token: fail now, not after the run
     dist.barrier()
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
@@ -165,7 +170,8 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
         sampler.load_state_dict(run.state.sampler)
     elif dist.is_main():
         start.clear_old_run()  # overwrite_output_dir: the old run goes only now that setup has succeeded
-    run.logger = JsonlLogger(output_dir / LOG_FILE) if dist.is_main() else None
+    trackers = build_trackers(args.report_to, config, output_dir) if dist.is_main() else []
+    run.logger = JsonlLogger(output_dir / LOG_FILE, trackers) if dist.is_main() else None
     if run.logger is not None:
         run.logger.restart(run.state.log)  # drop rows a killed run wrote after its last checkpoint
     state = run.state
@@ -230,6 +236,15 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
         with atomic_dir(output_dir, preserve=PRESERVED) as tmp:  # the model + card replace the folder in one step
             model.write_folder(tmp)
             write_card(tmp, config, model, data, evaluators, state, final)  # never raises: warns instead
+        if run.logger is not None:  # the final model's metrics go to the trackers (the JSONL log has its rows)
+            for tracker in run.logger.trackers:
+                tracker.log({"step": state.step, **{f"eval_final_{k.removeprefix('eval_')}": v for k, v in final.items()}})
+            run.logger.close()
+        if args.push_to_hub:
+            from ..hub_push import push_to_hub
+
+            metrics["hub_url"] = push_to_hub(output_dir, args.hub_model_id, private=args.hub_private_repo,
+                                             revision=args.hub_revision).url
     dist.shutdown()
     return TrainResult(output_dir, metrics, output_dir / LOG_FILE)
 

@@ -1,0 +1,287 @@
+"""The FastAPI app: OpenAI ``/v1/embeddings``, TEI ``/embed``, ``/health``, ``/v1/models``, ``/metrics``.
+
+Every request is validated and tokenized (for limits and ``usage``) in the event loop, then queued to the
+DynamicBatcher, whose single worker thread runs ``model.encode``. Nothing a client sends reaches the file
+system: the model is fixed at start-up and ``model`` in a request body is only echoed back.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import EmbtuneError
+from .batcher import DynamicBatcher, Overloaded, ShuttingDown
+from .metrics import Metrics
+from .schemas import (
+    ApiError,
+    EmbeddingsRequest,
+    EmbedRequest,
+    openai_error_body,
+    tei_error_body,
+    validation_message,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeConfig:
+    """Server settings; every default in one place (the CLI flags mirror them)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None  # also read from EMBTUNE_API_KEY by the CLI
+    model_name: str | None = None  # the id /v1/models reports; default: the model argument
+    precision: str = "auto"
+    batching: bool = True  # False: one encode call per request (the load test's baseline)
+    max_batch_tokens: int = 16384
+    max_wait_ms: float = 5.0
+    max_queue: int = 256  # requests waiting; more get 503
+    max_inputs: int = 2048  # texts per request (OpenAI's limit)
+    max_input_chars: int = 100_000  # characters per text
+    max_body_bytes: int = 16 * 1024 * 1024
+    graceful_timeout_s: float = 30.0
+
+
+class _Tokens:
+    """Token counts per text (after truncation) with a private tokenizer copy, for limits and ``usage``."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.backend = None
+        if getattr(model.tokenizer, "is_fast", False):
+            from tokenizers import Tokenizer
+
+            self.backend = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+            self.backend.no_padding()
+            self.backend.no_truncation()
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts (special tokens included)."""
+        texts = self.model.transformer.preprocess(texts)
+        if self.backend is not None:
+            return [len(e.ids) for e in self.backend.encode_batch(texts, add_special_tokens=True)]
+        return [len(ids) for ids in self.model.tokenizer(texts, truncation=False)["input_ids"]]
+
+
+def _check_texts(raw: str | list[str], field: str, config: ServeConfig) -> list[str]:
+    texts = [raw] if isinstance(raw, str) else list(raw)
+    if not texts:
+        raise ApiError(400, f"'{field}' is empty; send a string or a non-empty list of strings", param=field)
+    if len(texts) > config.max_inputs:
+        raise ApiError(413, f"'{field}' has {len(texts)} texts; at most {config.max_inputs} per request", param=field)
+    for i, text in enumerate(texts):
+        if not text:
+            raise ApiError(400, f"'{field}[{i}]' is an empty string; remove it or send text", param=field)
+        if len(text) > config.max_input_chars:
+            raise ApiError(
+                413, f"'{field}[{i}]' has {len(text)} characters; at most {config.max_input_chars} per text", param=field
+            )
+    return texts
+
+
+def _check_dimensions(dimensions: int | None, full: int) -> None:
+    if dimensions is not None and not 0 < dimensions <= full:
+        raise ApiError(400, f"'dimensions' must be between 1 and {full}, got {dimensions}", param="dimensions")
+
+
+def _truncate(emb: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
+    if dimensions is not None:
+        emb = emb[:, :dimensions]
+    if normalize:
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = emb / np.maximum(norms, 1e-12)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+class _State:
+    """What the routes share: the model, config, batcher, metrics and tokenizer copy."""
+
+    def __init__(self, model, config: ServeConfig) -> None:
+        self.model, self.config = model, config
+        self.metrics = Metrics()
+        self.tokens = _Tokens(model)
+        self.closing = False
+        self.name = config.model_name or (model.source or "embtune-model")
+        self.created = int(time.time())
+        self.batcher = DynamicBatcher(
+            lambda texts: model.encode(texts, prompt="", precision=config.precision, convert_to="numpy"),
+            max_batch_tokens=config.max_batch_tokens,
+            max_wait_s=config.max_wait_ms / 1000.0,
+            max_queue=config.max_queue,
+            batching=config.batching,
+            on_batch=self.metrics.batch,
+        )
+
+    async def embed(self, texts: list[str], counts: list[int]) -> np.ndarray:
+        """Queue texts (prompt already applied) with their token counts; the (N, D) embeddings."""
+        import asyncio
+
+        limit = self.model.max_seq_length
+        budget = sum(min(c, limit) for c in counts)
+        try:
+            future = self.batcher.submit(texts, budget)
+        except Overloaded as exc:
+            raise ApiError(503, f"server overloaded ({exc}); retry shortly", code="overloaded") from None
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down; retry on another instance", code="shutting_down") from None
+        try:
+            emb = await asyncio.wrap_future(future)
+        except EmbtuneError as exc:
+            raise ApiError(400, str(exc)) from None
+        return emb
+
+
+def _authorized(state: _State, header: str | None) -> bool:
+    key = state.config.api_key
+    if not key:
+        return True
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def create_app(model, config: ServeConfig | None = None):
+    """The FastAPI application serving ``model`` (an EmbeddingModel)."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import JSONResponse
+        from starlette.exceptions import HTTPException
+    except ImportError:
+        raise EmbtuneError("embtune serve needs the serve extra; install it with: pip install 'embtune[serve]'") from None
+
+    config = config or ServeConfig()
+    state = _State(model, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        state.closing = True  # uvicorn has finished in-flight requests; stop the worker after its queue
+        state.batcher.close(config.graceful_timeout_s)
+
+    app = FastAPI(title="embtune", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.embtune = state
+
+    def error_response(request: Request, err: ApiError) -> JSONResponse:
+        body = tei_error_body(err) if request.url.path == "/embed" else openai_error_body(err)
+        headers = {"Retry-After": "1"} if err.status == 503 else None
+        if err.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        state.metrics.request(request.url.path, err.status)
+        return JSONResponse(body, status_code=err.status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError):
+        return error_response(request, err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        message, field = validation_message(list(exc.errors()))
+        if field in ("input", "inputs") and "required" not in message:
+            message = f"'{field}' must be a string or a list of strings (token ids are not accepted)"
+        return error_response(request, ApiError(400, message, param=field))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        return error_response(request, ApiError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        logger.exception("error while serving %s", request.url.path)
+        return error_response(request, ApiError(500, f"internal error: {type(exc).__name__}"))
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if request.url.path != "/health" and not _authorized(state, request.headers.get("authorization")):
+            return error_response(request, ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')",
+                                                    code="invalid_api_key"))
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > config.max_body_bytes):
+            return error_response(request, ApiError(413, f"request body larger than {config.max_body_bytes} bytes"))
+        response = await call_next(request)
+        if response.status_code < 400:
+            state.metrics.request(request.url.path, response.status_code)
+        return response
+
+    _add_routes(app, state)
+    return app
+
+
+def _add_routes(app, state: _State) -> None:
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    model, config = state.model, state.config
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingsRequest):
+        texts = _check_texts(body.input, "input", config)
+        _check_dimensions(body.dimensions, model.embedding_dim)
+        prompt = model.resolve_prompt()
+        texts = [prompt + t for t in texts] if prompt else texts
+        counts = state.tokens.count(texts)
+        emb = await state.embed(texts, counts)
+        emb = _truncate(emb, body.dimensions, normalize=body.dimensions is not None and model.normalizes)
+        if body.encoding_format == "base64":
+            rows = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in emb]
+        else:
+            rows = emb.tolist()
+        used = sum(min(c, model.max_seq_length) for c in counts)
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+            "model": body.model or state.name,
+            "usage": {"prompt_tokens": used, "total_tokens": used},
+        }
+
+    @app.post("/embed")
+    async def embed(body: EmbedRequest):
+        texts = _check_texts(body.inputs, "inputs", config)
+        _check_dimensions(body.dimensions, model.embedding_dim)
+        try:
+            prompt = model.resolve_prompt(prompt_name=body.prompt_name)
+        except EmbtuneError as exc:
+            raise ApiError(400, str(exc), param="prompt_name") from None
+        texts = [prompt + t for t in texts] if prompt else texts
+        counts = state.tokens.count(texts)
+        if not body.truncate and max(counts) > model.max_seq_length:
+            raise ApiError(413, f"an input has {max(counts)} tokens; at most {model.max_seq_length} "
+                                "(send \"truncate\": true to cut longer inputs)")
+        emb = await state.embed(texts, counts)
+        return JSONResponse(_truncate(emb, body.dimensions, body.normalize).tolist())
+
+    @app.get("/health")
+    async def health():
+        if state.closing:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models():
+        card = {"id": state.name, "object": "model", "created": state.created, "owned_by": "embtune"}
+        return {"object": "list", "data": [card]}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(state.metrics.render(state.batcher.depth), media_type="text/plain; version=0.0.4")
+
+
+def serve(model, config: ServeConfig | None = None) -> None:
+    """Run the server in the foreground until SIGINT/SIGTERM; in-flight requests finish first."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise EmbtuneError("embtune serve needs the serve extra; install it with: pip install 'embtune[serve]'") from None
+    config = config or ServeConfig()
+    app = create_app(model, config)
+    print(f"embtune: serving {app.state.embtune.name} on http://{config.host}:{config.port} "
+          "(POST /v1/embeddings, POST /embed, GET /health, /v1/models, /metrics)", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=os.environ.get("EMBTUNE_LOG_LEVEL", "warning"),
+                timeout_graceful_shutdown=int(config.graceful_timeout_s))

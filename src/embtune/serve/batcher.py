@@ -1,0 +1,154 @@
+"""Dynamic batching: concurrent requests merged into token-budgeted encode calls by one worker thread.
+
+Requests wait in a bounded queue (full -> ``Overloaded``, which the server turns into a 503). The worker takes
+the oldest request, then keeps adding queued requests until the token budget is reached or ``max_wait_s``
+has passed since the first one arrived, and runs one ``encode`` over all their texts (``encode`` sorts them by
+length and cuts them into padded batches itself). Each request's rows are handed back through its future.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Overloaded(Exception):
+    """The request queue is full; the client should retry later."""
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and takes no new work."""
+
+
+@dataclass
+class Job:
+    texts: list[str]
+    tokens: int
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """What the worker reports after each encode call (for /metrics)."""
+
+    requests: int
+    texts: int
+    tokens: int
+    queue_seconds: list[float]
+    encode_seconds: float
+
+
+class DynamicBatcher:
+    """Run ``encode(texts) -> (N, D) array`` over merged requests in one background thread.
+
+    Args:
+        encode: the function that embeds a list of texts (called only from the worker thread).
+        max_batch_tokens: token budget of one merged call (a single larger request still runs alone).
+        max_wait_s: how long the first request of a batch may wait for company.
+        max_queue: requests waiting at most; more raise ``Overloaded``.
+        batching: False runs one encode call per request (the baseline the load test compares against).
+        on_batch: called with a BatchStats after every encode call.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[list[str]], np.ndarray],
+        *,
+        max_batch_tokens: int = 16384,
+        max_wait_s: float = 0.005,
+        max_queue: int = 256,
+        batching: bool = True,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self._encode = encode
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_s = max_wait_s
+        self.batching = batching
+        self._on_batch = on_batch
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="embtune-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, texts: list[str], tokens: int) -> Future:
+        """Queue one request; its future resolves to a (len(texts), D) float32 array."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        job = Job(texts, tokens)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise Overloaded(f"more than {self._queue.maxsize} requests are waiting") from None
+        return job.future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking work, finish what is queued, stop the worker."""
+        self._closing = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _collect(self, first: Job) -> tuple[list[Job], bool]:
+        jobs, tokens = [first], first.tokens
+        deadline = first.enqueued + self.max_wait_s
+        while self.batching and tokens < self.max_batch_tokens:
+            try:
+                job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            if tokens + job.tokens > self.max_batch_tokens:
+                self._run_jobs(jobs)  # the budget is full: run what we have, start over from this job
+                jobs, tokens, deadline = [job], job.tokens, job.enqueued + self.max_wait_s
+                continue
+            jobs.append(job)
+            tokens += job.tokens
+        return jobs, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs, stop = self._collect(first)
+            self._run_jobs(jobs)
+        while True:  # drain anything that slipped in before close()
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self._run_jobs([job])
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        start = time.perf_counter()
+        texts = [t for j in jobs for t in j.texts]
+        try:
+            emb = self._encode(texts)
+        except BaseException as exc:  # hand every error to the waiting requests; the worker lives on
+            for j in jobs:
+                j.future.set_exception(exc)
+            return
+        done = time.perf_counter()
+        row = 0
+        for j in jobs:
+            j.future.set_result(emb[row : row + len(j.texts)])
+            row += len(j.texts)
+        if self._on_batch is not None:
+            queued = [start - j.enqueued for j in jobs]
+            self._on_batch(BatchStats(len(jobs), len(texts), sum(j.tokens for j in jobs), queued, done - start))
