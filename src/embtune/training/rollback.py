@@ -17,7 +17,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 
 LOG_FILE = "training_log.jsonl"
-RUN_ENTRIES = ("checkpoints", LOG_FILE)  # what a run writes into output_dir before its final save
+RUN_ENTRIES = ("checkpoints", LOG_FILE, "data_report.json")  # what a run writes into output_dir before its final save
 
 
 class FreshStart:
