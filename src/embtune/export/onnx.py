@@ -184,6 +184,7 @@ def export_onnx(model, output: str | os.PathLike, quantize: str | None = None) -
     if output.is_dir() and any(output.iterdir()) and not (output / "embedding" / "config.json").is_file():
         raise EmbtuneError(f"{output}: exists and is not an ONNX export; choose an empty or new --output folder")
     model.float()
+    model.transformer.use_backend("hf")  # trace Hugging Face's modules: every input (token_type_ids too) stays a graph input
     with atomic_dir(output) as tmp:
         write_onnx_files(model, tmp, quantize)
     return output
