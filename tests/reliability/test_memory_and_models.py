@@ -187,7 +187,7 @@ def test_a_dense_layer_that_does_not_fit_the_encoder_is_refused_at_load(tiny_ber
                     "type": "sentence_transformers.models.Dense"})
     (folder / "modules.json").write_text(json.dumps(modules))
     code = main(["info", str(folder)])
-    assert_one_line_error(code, capsys.readouterr().err, "dense-model", "in_features=16", "is 32")
+    assert_one_line_error(code, capsys.readouterr().err, "dense-model", "in_features is 16", "outputs 32")
 
 
 def _texts(tmp: Path) -> Path:

@@ -32,7 +32,7 @@ def messy(tmp_path: Path) -> tuple[Path, Path]:
     rows[3] = {"anchor": "the hÃ¥nden is red", "positive": "a red hand"}            # mojibake (row 4)
     rows[4] = {"anchor": "ok", "positive": "a short anchor"}                        # very short (row 5)
     rows[5] = {"anchor": "same text here", "positive": "same text here"}            # anchor == positive (row 6)
-    rows[6] = {"anchor": "nul\x00inside", "positive": "a nul"}                      # NUL (row 7)
+    rows[6] = {"anchor": "bell\x07inside", "positive": "a bell"}  # control character (row 7; NUL is refused at load)
     rows[7] = {"anchor": LONG, "positive": "a long anchor"}                         # truncated (row 8)
     rows[8] = {"anchor": "the cat sat", "positive": rows[10]["positive"]}           # a positive used twice
     train_file = write_jsonl(tmp_path / "train.jsonl", rows)
@@ -72,7 +72,7 @@ def test_train_prints_and_writes_the_report_and_the_card_shows_it(tiny_bert_dir,
     assert found["mojibake"][0]["rows"] == [4]
     assert found["short"][0]["rows"] == [5]
     assert found["anchor_equals_positive"][0]["rows"] == [6]
-    assert found["nul"][0]["rows"] == [7]
+    assert found["control_char"][0]["rows"] == [7]
     truncation = {f["column"]: f for f in found["truncation"]}
     assert truncation["anchor"]["rows"] == [8] and truncation["anchor"]["details"]["tokens_lost_share"] > 0
     assert found["in_batch_false_negatives"][0]["severity"] == "warning"  # default sampler keeps copies
@@ -115,7 +115,7 @@ def test_check_data_cli_and_repair(tiny_bert_dir, messy, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning" in out and "mojibake" in out and "repaired copy" in out
     fixed = (tmp_path / "fixed" / "train.jsonl").read_text(encoding="utf-8")
-    assert "the hånden is red" in fixed and "\x00" not in fixed
+    assert "the hånden is red" in fixed and "\x07" not in fixed
     assert json.loads((tmp_path / "r.json").read_text())["datasets"][0]["rows"] == 40
     assert main(["check-data", str(tmp_path / "missing.yaml")]) == 2
 

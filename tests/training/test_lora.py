@@ -121,7 +121,7 @@ def test_resume_with_adapters_equals_an_uninterrupted_run(tiny_bert_dir, pairs_f
 def test_default_targets_per_architecture(tiny_bert_dir):
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    bert = EmbeddingModel.from_transformer(tiny_bert_dir, pooling="mean")
+    bert = EmbeddingModel.from_transformer(tiny_bert_dir, pooling="mean", backend="hf")
     assert default_targets(bert.transformer.auto_model) == ["query", "key", "value", "dense"]
     xlmr = XLMRobertaModel(XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
                                             num_attention_heads=2, intermediate_size=20))

@@ -111,6 +111,7 @@ def attach_lora(
         base_name: what ``adapter_config.json`` names as its base model (a Hub id or an absolute folder).
     """
     peft = _peft()
+    model.transformer.use_backend("hf")  # peft wraps Hugging Face's module names (query/key/value/dense)
     auto_model = model.transformer.auto_model
     if isinstance(auto_model, peft.PeftModel):
         raise EmbtuneError("model.adapter: the model already has an adapter; merge it first (merge_lora)")
@@ -162,6 +163,7 @@ def load_lora(model: EmbeddingModel, folder: str | Path, trainable: bool = True)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (folder / name).is_file():
             raise EmbtuneError(f"{folder}: no {name}; pass a folder saved with model.adapter.save: adapter")
+    model.transformer.use_backend("hf")  # adapters name Hugging Face's modules
     auto_model = model.transformer.auto_model
     if isinstance(auto_model, peft.PeftModel):
         raise EmbtuneError(f"{folder}: the model already has an adapter; load the adapter into a base model")

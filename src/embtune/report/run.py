@@ -117,7 +117,9 @@ def report_before_training(data: list[Any], evaluators: list[Any], config: Any, 
                     + f"; see {report.path}, fix the data or relax the `checks` thresholds in the recipe")
     stop = dist.broadcast_object(stop)
     if stop:
-        raise EmbtuneError(stop)
+        error = EmbtuneError(stop)
+        error.keep_files = (REPORT_FILE,)  # the rollback of a failed start keeps the report the message names
+        raise error
     return report
 
 

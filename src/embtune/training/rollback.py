@@ -43,14 +43,14 @@ class FreshStart:
         (self.output_dir / LOG_FILE).unlink(missing_ok=True)
         self.before -= set(RUN_ENTRIES)
 
-    def undo(self) -> None:
-        """After a failure: remove what this run added, unless a checkpoint makes the run resumable."""
+    def undo(self, keep: tuple[str, ...] = ()) -> None:
+        """After a failure: remove what this run added (but ``keep``), unless a checkpoint makes the run resumable."""
         if self.output_dir.is_dir() and ckpt.find_last_checkpoint(self.output_dir) is not None:
             self.made = []  # resumable: keep everything, folders included
             return
         for name in RUN_ENTRIES if self.output_dir.is_dir() else ():
             path = self.output_dir / name
-            if name not in self.before and path.exists():
+            if name not in self.before and name not in keep and path.exists():
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def remove_made_folders(self) -> None:
@@ -68,9 +68,9 @@ def undo_on_failure(start: FreshStart, lock: contextlib.AbstractContextManager) 
         with lock:
             try:
                 yield start
-            except BaseException:
+            except BaseException as exc:  # a data-report stop keeps the report it points the user to
                 with contextlib.suppress(Exception):
-                    start.undo()
+                    start.undo(keep=getattr(exc, "keep_files", ()))
                 raise
     except BaseException:
         with contextlib.suppress(Exception):
