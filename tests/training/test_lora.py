@@ -42,8 +42,8 @@ def test_lora_trains_only_adapters_and_merged_output_loads_in_sentence_transform
     result = train(config_from_dict(_lora_config(config_factory, tiny_nodropout_dir, pairs_file, tmp_path / "run")))
     out = result.model_path
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
-    base = EmbeddingModel.from_transformer(tiny_nodropout_dir, pooling="mean", normalize=True)
-    tuned = EmbeddingModel.load(out)
+    base = EmbeddingModel.from_transformer(tiny_nodropout_dir, pooling="mean", normalize=True, backend="hf")
+    tuned = EmbeddingModel.load(out, backend="hf")  # Hugging Face's parameter names, as the saved folder has
     assert not is_lora(tuned)
     before, after = base.state_dict(), tuned.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
