@@ -79,7 +79,7 @@ def test_train_prints_and_writes_the_report_and_the_card_shows_it(tiny_bert_dir,
     leak = findings(report, "eval")["leakage"]
     assert {f["column"]: f["count"] for f in leak} == {"anchor": 1, "positive": 1}
     card = (out / "README.md").read_text()
-    assert "### Data Report" in card and "leakage: 1 of 2 distinct" in card
+    assert "<summary>Data report" in card and "leakage: 1 of 2 distinct" in card
 
 
 def test_thresholds_stop_training_with_the_reason(tiny_bert_dir, messy, tmp_path):
