@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .dropout import Dropout, dropout
+
 ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -79,7 +81,7 @@ class Embeddings(nn.Module):
         if spec.type_vocab_size > 0:
             self.token_type_embeddings = nn.Embedding(spec.type_vocab_size, spec.hidden_size)
         self.LayerNorm = nn.LayerNorm(spec.hidden_size, eps=spec.layer_norm_eps)
-        self.dropout = nn.Dropout(spec.hidden_dropout)
+        self.dropout = Dropout(spec.hidden_dropout)
 
     def forward(self, ids: Tensor, positions: Tensor, types: Tensor | None) -> Tensor:
         x = self.word_embeddings(ids) + self.position_embeddings(positions)
@@ -104,8 +106,8 @@ class EncoderLayer(nn.Module):
         self.ffn_in = nn.Linear(h, spec.intermediate_size)
         self.ffn_out = nn.Linear(spec.intermediate_size, h)
         self.ffn_norm = nn.LayerNorm(h, eps=spec.layer_norm_eps)
-        self.attn_dropout = nn.Dropout(spec.hidden_dropout if spec.attn_out_dropout else 0.0)
-        self.ffn_dropout = nn.Dropout(spec.hidden_dropout)
+        self.attn_dropout = Dropout(spec.hidden_dropout if spec.attn_out_dropout else 0.0)
+        self.ffn_dropout = Dropout(spec.hidden_dropout)
         self.act = ACTIVATIONS[spec.activation]
 
     def forward(self, x: Tensor, layout: _Layout, bias: Tensor | None) -> Tensor:
@@ -115,18 +117,27 @@ class EncoderLayer(nn.Module):
         return self.ffn_norm(self.ffn_dropout(self.ffn_out(self.act(self.ffn_in(x)))) + x)
 
     def _attention(self, qkv: Tensor, layout: _Layout, bias: Tensor | None) -> Tensor:
-        """(N, 3H) -> (N, H): scaled dot-product attention inside each sequence, padded keys masked."""
+        """(N, 3H) -> (N, H): scaled dot-product attention inside each sequence, padded keys masked.
+
+        Without dropout or a position bias, ``scaled_dot_product_attention`` (a fused kernel on CPU). In
+        training, explicit scores -> softmax -> dropout (embtune's cheap masks) -> values: torch's fused CPU
+        kernel has no dropout, and its unfused fallback draws ``bernoulli_`` masks and rebuilds the key mask
+        in every layer; here the additive key mask is built once per forward, in the scores' dtype.
+        """
         b, t = layout.batch, layout.width
         padded = layout.pad(qkv).view(b, t, 3, self.num_heads, self.head_dim)
         q, k, v = padded.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, d)
         p = self.attention_dropout if self.training else 0.0
-        if bias is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.key_mask, dropout_p=p)
-        else:  # MPNet: explicit softmax so the relative position bias gets its gradient
-            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim) + bias
-            if layout.key_mask is not None:
-                scores = scores.masked_fill(~layout.key_mask, torch.finfo(scores.dtype).min)
-            probs = F.dropout(torch.softmax(scores, -1), p, training=self.training)
+        if bias is None and p == 0.0:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.key_mask)
+        else:  # MPNet's relative position bias gets its gradient through the explicit sum
+            scores = torch.matmul(q * (1.0 / math.sqrt(self.head_dim)), k.transpose(-1, -2))
+            add = layout.key_bias(scores.dtype)
+            if bias is not None:
+                add = bias.to(scores.dtype) if add is None else bias.to(scores.dtype) + add
+            if add is not None:
+                scores = scores + add
+            probs = dropout(torch.softmax(scores, -1), p, self.training)
             out = torch.matmul(probs.to(v.dtype), v)
         return layout.unpad(out.transpose(1, 2).reshape(b * t, -1))
 
@@ -140,6 +151,16 @@ class _Layout:
         self.dense = bool(flat.all())  # no padding at all: scatter and gather are identities
         self.index = None if self.dense else flat.nonzero().squeeze(1)  # (N,) row-major positions
         self.key_mask = None if self.dense else mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        self._key_bias: dict[torch.dtype, Tensor] = {}
+
+    def key_bias(self, dtype: torch.dtype) -> Tensor | None:
+        """(B, 1, 1, T) additive mask: 0 for real keys, the dtype's lowest value for padded ones (cached)."""
+        if self.dense:
+            return None
+        if dtype not in self._key_bias:
+            zeros = torch.zeros(self.key_mask.shape, dtype=dtype, device=self.key_mask.device)
+            self._key_bias[dtype] = zeros.masked_fill_(~self.key_mask, torch.finfo(dtype).min)
+        return self._key_bias[dtype]
 
     def take(self, x: Tensor) -> Tensor:
         """(B, T, ...) -> (N, ...): the real tokens, row-major."""
