@@ -73,10 +73,18 @@ LENGTHS = [[7, 3, 12, 1, 40], [16, 16, 16]]  # varied (MPNet's log buckets start
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("lengths", LENGTHS, ids=["padded", "no-padding"])
-@pytest.mark.parametrize("mode", ["eval", "train"])
-def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode):
-    hf = _tiny(arch)
+@pytest.mark.parametrize("mode", ["eval", "train", "train-explicit", "grouped"])
+def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, monkeypatch):
+    """``train-explicit``: a dropout too small to drop anything sends training attention down the explicit
+    scores/softmax/mask path; ``grouped``: free extra groups, so attention runs in up to 3 length groups."""
+    import embtune.models.fast_encoder as fe
+
+    if mode == "grouped":
+        monkeypatch.setattr(fe, "GROUP_OVERHEAD", 0)
+        assert len(fe._Layout(_batch(lengths, 0)["attention_mask"]).groups) == (3 if len(set(lengths)) > 1 else 1)
+    hf = _tiny(arch, dropout=1e-9 if mode == "train-explicit" else 0.0)
     fast = from_hf(copy.deepcopy(hf))
+    mode = "train" if mode.startswith("train") else "eval"
     hf.train(mode == "train")
     fast.train(mode == "train")
     features = _batch(lengths, _pad_id(hf), token_types=arch == "bert")
