@@ -74,6 +74,41 @@ def test_a_row_follows_dense_adamw_over_only_the_steps_that_used_it():
     torch.testing.assert_close(sparse.weight[7:8], alone.detach(), rtol=1e-6, atol=1e-7)
 
 
+def _alone(row: int, steps: list[list[int]], rows: int, lrs: list[float]) -> torch.Tensor:
+    """Row ``row`` after a dense AdamW that sees only the steps whose ids use it."""
+    torch.manual_seed(0)
+    alone = nn.Parameter(nn.Embedding(rows, 4).weight.detach()[row:row + 1].clone())
+    opt = torch.optim.AdamW([alone], foreach=False, **HP)
+    for step, ids in enumerate(steps):
+        if row not in ids:
+            continue
+        opt.param_groups[0]["lr"] = lrs[step]
+        emb = nn.Embedding(rows, 4, sparse=True)
+        with torch.no_grad():
+            emb.weight[row] = alone[0]
+        _loss(emb, ids, step).backward()
+        alone.grad = emb.weight.grad.to_dense()[row:row + 1]
+        opt.step()
+    return alone.detach()
+
+
+def test_moments_are_kept_only_for_rows_that_had_a_gradient_and_the_table_grows_correctly():
+    rows = 5000
+    steps = [list(range(0, 1000)), list(range(500, 2000)), [1, 2, 3, *range(1900, 2500)]]
+    lrs = [1e-2, 5e-3, 2e-3]
+    emb, opt = _run(True, steps=steps, rows=rows, lrs=lrs)
+    state = opt.state[emb.weight]
+    assert int(state["used"]) == 2500  # distinct rows ever used
+    assert state["exp_avg"].shape[0] < rows and state["exp_avg_sq"].shape == state["exp_avg"].shape
+    assert bool((state["slot"][2500:] == -1).all())
+    for row in (1, 600, 1500, 1950, 2400):  # steps {0,2}, {0,1}, {1}, {1,2}, {2}: before and after growth
+        torch.testing.assert_close(emb.weight[row:row + 1], _alone(row, steps, rows, lrs), rtol=1e-6, atol=1e-7)
+    untouched = emb.weight[2500:]
+    torch.manual_seed(0)
+    assert torch.equal(untouched, nn.Embedding(rows, 4).weight[2500:])
+    assert state["slot"].dtype == torch.int64
+
+
 def test_state_round_trips_through_state_dict():
     emb, opt = _run(True, steps=STEPS[:2])
     twin = copy.deepcopy(emb)

@@ -14,6 +14,10 @@ What differs from dense AdamW, exactly (everything else is the same formula as `
   have if only the steps that used it existed, at the learning rate of each of those steps. A row that is
   used in every step gets exactly the dense AdamW update (equal up to float32 rounding).
 - Weight decay (decoupled, ``p *= 1 - lr * weight_decay``) is applied to a row only in the steps that use it.
+
+Memory: the moments are kept only for rows that have had a gradient (a compact table that grows as new rows
+appear, with a (V,) slot index), not for all V rows. Fine-tuning bge-m3 (250,002 x 1024 embeddings) on data
+that uses 30k distinct tokens keeps 2 x 30k rows of moments instead of 2 x 250k: 1.8 GB less.
 """
 
 from __future__ import annotations
@@ -104,25 +108,57 @@ class RowwiseAdamW(torch.optim.AdamW):
         if rows.numel() == 0:
             return
         state = self.state[p]
-        if "row_step" not in state:
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["row_step"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+        if "slot" not in state:
+            state["slot"] = torch.full((p.shape[0],), -1, dtype=torch.int64, device=p.device)  # row -> table row
+            state["exp_avg"] = p.new_zeros((0, p.shape[1]))
+            state["exp_avg_sq"] = p.new_zeros((0, p.shape[1]))
+            state["row_step"] = torch.zeros(0, dtype=torch.float32, device=p.device)
+            state["used"] = torch.zeros((), dtype=torch.int64)  # table rows in use
             state["step"] = torch.tensor(0.0)  # steps with any row updated; torch's AdamW expects the key
         state["step"] += 1
+        slots = self._slots(state, rows)
         beta1, beta2 = group["betas"]
         lr, eps, wd = float(group["lr"]), group["eps"], group["weight_decay"]
         weights = p.index_select(0, rows)
         if wd != 0:
             weights.mul_(1 - lr * wd)
-        m = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)
-        v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
-        t = state["row_step"].index_select(0, rows).add_(1).double()
+        m = state["exp_avg"].index_select(0, slots).lerp_(values, 1 - beta1)
+        v = state["exp_avg_sq"].index_select(0, slots).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        t = state["row_step"].index_select(0, slots).add_(1).double()
         step_size = (lr / (1 - beta1**t)).to(p.dtype).unsqueeze(1)  # (n, 1)
         bc2_sqrt = (1 - beta2**t).sqrt().to(p.dtype).unsqueeze(1)
         denom = (v.sqrt() / bc2_sqrt).add_(eps)
         weights.sub_(step_size * m / denom)
         p.index_copy_(0, rows, weights)
-        state["exp_avg"].index_copy_(0, rows, m)
-        state["exp_avg_sq"].index_copy_(0, rows, v)
-        state["row_step"].index_copy_(0, rows, t.float())
+        state["exp_avg"].index_copy_(0, slots, m)
+        state["exp_avg_sq"].index_copy_(0, slots, v)
+        state["row_step"].index_copy_(0, slots, t.float())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch casts every state tensor of a float parameter to its dtype; the slot index is int64 again after
+        (exact: slots are < 2**24)."""
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            for key in ("slot", "used"):
+                if key in state:
+                    state[key] = state[key].long()
+
+    @staticmethod
+    def _slots(state: dict, rows: Tensor) -> Tensor:
+        """Table rows of ``rows`` (unique), giving new rows the next free ones; the table grows by 1.5x."""
+        slot = state["slot"]
+        new = rows[slot.index_select(0, rows) < 0]
+        if new.numel():
+            used = int(state["used"])
+            need = used + new.numel()
+            capacity = state["exp_avg"].shape[0]
+            if need > capacity:
+                capacity = min(slot.numel(), max(need, capacity * 3 // 2, 1024))
+                for key in ("exp_avg", "exp_avg_sq", "row_step"):
+                    old = state[key]
+                    grown = old.new_zeros((capacity, *old.shape[1:]))
+                    grown[:used] = old[:used]
+                    state[key] = grown
+            slot.index_copy_(0, new, torch.arange(used, need, device=slot.device))
+            state["used"].fill_(need)
+        return slot.index_select(0, rows)
