@@ -1,12 +1,16 @@
 """LoRA vs full fine-tuning: memory and speed on the bge-m3 shape, quality on STS-B (not a test).
 
 Part ``shape``: an XLM-RoBERTa encoder of bge-m3's shape (24 layers, hidden 1024, 16 heads, FFN 4096, 250,002
-tokens; 568M parameters) with random weights built in-process, mean pooling, MultipleNegativesRankingLoss on
-(anchor, positive) batches of 16 random token sequences, gradient checkpointing on, fp32, embtune's AdamW
-(``training.optim.build_optimizer``) and LoRA (``models.adapters.attach_lora``, r 16, alpha 32, default targets).
-Each variant runs in its own fresh subprocess; peak RSS is the child's ru_maxrss (os.wait4), examples/s is
-measured after one warm-up step. The data pipeline is left out (random ids): the model, optimizer and
-backward are what differ between the two.
+tokens; 568M parameters) with random weights, written to a folder once by a separate process, then loaded by
+each variant the way ``embtune train`` loads it (``training.build.build_model``: full fine-tuning on embtune's
+encoder with row-wise embedding updates; LoRA r 16, alpha 32, default targets, on the Hugging Face modules,
+with the frozen base in bf16 under bf16 training, ``model.adapter.base_dtype: auto``). Mean pooling,
+MultipleNegativesRankingLoss on (anchor, positive) batches of 16 random token sequences, gradient
+checkpointing on, bf16 autocast (``--fp32`` for float32), grad clip 1.0, embtune's AdamW
+(``training.optim.build_optimizer``). Each variant runs in its own fresh subprocess; peak RSS is the child's
+ru_maxrss (os.wait4), so loading counts; examples/s is measured after one warm-up step. The data pipeline
+and the final save are left out (random ids; a merged save of a bf16 base re-reads the float32 weights). The
+LoRA child starts with an empty cache, so its peak includes writing the bf16 copy of the base weights.
 
 Part ``stsb``: the bundled all-MiniLM-L6-v2, CoSENT on STS-B train (5,749 pairs), batch 32, one epoch, then
 STS-B dev Spearman (cosine) of full fine-tuning (lr 2e-5) vs LoRA (r 16, alpha 32, lr 2e-4: adapters need a
@@ -33,48 +37,62 @@ BGE_M3 = {"vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24, "n
           "intermediate_size": 4096, "max_position_embeddings": 8194, "type_vocab_size": 1}
 
 
-def shape_worker(spec: dict) -> None:
-    """One variant (full or lora) on the bge-m3 shape; writes examples/s to spec['result']."""
+def build_worker(spec: dict) -> None:
+    """Write the random-weight bge-m3-shaped encoder (plus the bundled tokenizer) to spec['folder'] once."""
     import torch
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
-    from embtune.losses import build_loss
-    from embtune.models.adapters import attach_lora
     from embtune.models.bundled import bundled_model_path
-    from embtune.models.embedding_model import EmbeddingModel
-    from embtune.models.pooling import Pooling
-    from embtune.models.transformer import Transformer
-    from embtune.training.config import TrainArgs
+
+    torch.manual_seed(0)
+    XLMRobertaModel(XLMRobertaConfig(**BGE_M3), add_pooling_layer=False).save_pretrained(spec["folder"])
+    AutoTokenizer.from_pretrained(bundled_model_path()).save_pretrained(spec["folder"])  # ids are random anyway
+
+
+def shape_worker(spec: dict) -> None:
+    """One variant (full or lora) on the bge-m3 shape, loaded from the folder as a user's run would;
+    writes examples/s to spec['result']."""
+    import torch
+
+    from embtune.losses import build_loss
+    from embtune.training.build import build_model
+    from embtune.training.config import AdapterCfg, ModelCfg, TrainArgs
     from embtune.training.optim import build_optimizer
 
     torch.manual_seed(0)
-    auto = XLMRobertaModel(XLMRobertaConfig(**BGE_M3), add_pooling_layer=False)
-    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())  # only for the wrapper; ids are random
-    model = EmbeddingModel(Transformer(auto, tokenizer, max_seq_length=512), [Pooling(1024, "mean")])
-    if spec["variant"] == "lora":
-        attach_lora(model, r=16, alpha=32, dropout=0.05)
+    amp = torch.bfloat16 if spec["bf16"] else None
+    adapter = AdapterCfg(r=16, alpha=32, dropout=0.05) if spec["variant"] == "lora" else None
+    model = build_model(ModelCfg(name=spec["folder"], pooling="mean", max_seq_length=512, adapter=adapter), None, amp,
+                        Path(spec["cache"]))  # a LoRA bf16 base is converted here, once, as `embtune train` does
     model.transformer.auto_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = build_optimizer(model, TrainArgs(learning_rate=1e-5))
+    params = [p for p in model.parameters() if p.requires_grad]
     loss_fn = build_loss("mnrl")
     batch, seq = spec["batch"], spec["seq_len"]
 
     def features() -> dict[str, torch.Tensor]:
-        ids = torch.randint(5, BGE_M3["vocab_size"], (batch, seq))
+        ids = torch.randint(5, 30522, (batch, seq))  # the tokenizer's id range, as real text would give
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    from embtune.training.rowwise import clip_grad_norm
 
     times = []
     for _ in range(spec["steps"] + 1):  # step 0 warms up (allocator, optimizer state)
         start = time.perf_counter()
-        embeddings = {"anchor": model(features()), "positive": model(features())}
-        loss_fn(embeddings).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp is not None):
+            embeddings = model.embed_roles({"anchor": features(), "positive": features()})
+        loss_fn({k: v.float() for k, v in embeddings.items()}).backward()
+        clip_grad_norm(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
     timed = sum(times[1:])
+    dtypes = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters() if not p.requires_grad})
     Path(spec["result"]).write_text(json.dumps({
         "trainable_parameters": trainable, "total_parameters": sum(p.numel() for p in model.parameters()),
+        "backend": model.transformer.backend, "frozen_dtypes": dtypes,
         "examples_per_s": round(batch * spec["steps"] / timed, 3), "step_s": [round(t, 2) for t in times],
     }))
 
@@ -127,17 +145,27 @@ def run_child(kind: str, spec: dict, tmp: Path) -> dict:
     return result
 
 
+def _run_plain(flag: str, spec: dict) -> None:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, __file__, flag, json.dumps(spec)], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["shape", "stsb", "both"], default="both")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant on the bge-m3 shape")
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--stsb-rows", type=int, default=None, help="use only the first rows of STS-B train")
+    parser.add_argument("--fp32", action="store_true", help="shape part in fp32 (default: bf16 autocast)")
     parser.add_argument("--shape-worker")
+    parser.add_argument("--build-worker")
     parser.add_argument("--stsb-worker")
     opts = parser.parse_args()
     if opts.shape_worker:
         return shape_worker(json.loads(opts.shape_worker))
+    if opts.build_worker:
+        return build_worker(json.loads(opts.build_worker))
     if opts.stsb_worker:
         return stsb_worker(json.loads(opts.stsb_worker))
     out: dict = {"load_average_before": os.getloadavg()}
@@ -146,8 +174,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if opts.part in ("shape", "both"):
-            print(f"bge-m3 shape, batch 16, seq {opts.seq_len}, gradient checkpointing, fp32:")
-            spec = {"batch": 16, "seq_len": opts.seq_len, "steps": opts.steps}
+            precision = "fp32" if opts.fp32 else "bf16"
+            print(f"bge-m3 shape, batch 16, seq {opts.seq_len}, gradient checkpointing, {precision}:")
+            folder = tmp / "bge-m3-shape"
+            _run_plain("--build-worker", {"folder": str(folder)})
+            spec = {"batch": 16, "seq_len": opts.seq_len, "steps": opts.steps, "bf16": not opts.fp32,
+                    "folder": str(folder)}
             runs = {v: run_child("shape", {**spec, "variant": v}, tmp) for v in ("full", "lora")}
             ratio = runs["lora"]["peak_rss_mib"] / runs["full"]["peak_rss_mib"]
             speed = runs["lora"]["examples_per_s"] / runs["full"]["examples_per_s"]

@@ -164,3 +164,44 @@ def test_lora_two_gloo_processes_match_one_process(tiny_nodropout_dir, pairs_fil
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
     start = EmbeddingModel.from_transformer(tiny_nodropout_dir, normalize=True).state_dict()
     assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-4  # it did train
+
+
+def test_bf16_base_keeps_frozen_linear_and_embedding_weights_in_bf16(tiny_nodropout_dir):
+    from embtune.training.build import build_model
+    from embtune.training.config import AdapterCfg, ModelCfg
+
+    cfg = ModelCfg(name=str(tiny_nodropout_dir), pooling="mean", normalize=True, adapter=AdapterCfg(**LORA))
+    model = build_model(cfg, None, torch.bfloat16)  # base_dtype auto follows a bf16 run
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert all(d == torch.float32 for n, d in dtypes.items() if "lora_" in n)
+    assert all(d == torch.float32 for n, d in dtypes.items() if "LayerNorm" in n)
+    frozen_linear = [n for n in dtypes if n.endswith("base_layer.weight") or "word_embeddings" in n]
+    assert frozen_linear and all(dtypes[n] == torch.bfloat16 for n in frozen_linear)
+    assert all(p.dtype == torch.float32 for p in build_model(cfg, None, None).parameters())  # fp32 run: fp32
+    fixed = ModelCfg(name=str(tiny_nodropout_dir), adapter=AdapterCfg(**LORA, base_dtype="fp32"))
+    assert all(p.dtype == torch.float32 for p in build_model(fixed, None, torch.bfloat16).parameters())
+    with pytest.raises(EmbtuneError, match="base_dtype"):
+        AdapterCfg(base_dtype="int4")
+
+
+@pytest.mark.slow
+def test_bf16_base_run_merges_into_the_float32_base_weights(tiny_nodropout_dir, pairs_file, tmp_path, config_factory):
+    st = pytest.importorskip("sentence_transformers")
+    cfg = _lora_config(config_factory, tiny_nodropout_dir, pairs_file, tmp_path / "run", bf16=True,
+                       cache_dir=str(tmp_path / "cache"))
+    out = train(config_from_dict(cfg)).model_path
+    copies = list((tmp_path / "cache" / "bf16-weights").glob("*/model.safetensors"))
+    assert len(copies) == 1  # the base was loaded from its bf16 copy, made once in the run's cache
+    base = EmbeddingModel.from_transformer(tiny_nodropout_dir, pooling="mean", normalize=True, backend="hf")
+    tuned = EmbeddingModel.load(out, backend="hf")
+    before, after = base.state_dict(), tuned.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # bit-equal where LoRA does not adapt (embeddings, norms, biases): the float32 originals, not bf16 copies
+    assert changed and all(k.endswith("weight") and any(t in k for t in ("query", "key", "value", "dense"))
+                           for k in changed), changed
+    for k in changed:  # the merged delta is a small low-rank update, not bf16 rounding of every weight
+        delta = after[k] - before[k]
+        assert torch.linalg.matrix_rank(delta.double(), rtol=1e-3) <= LORA["r"], k  # float32 rounding aside
+    np.testing.assert_allclose(tuned.encode(TEXTS, precision="fp32"),
+                               st.SentenceTransformer(str(out), device="cpu").encode(TEXTS), atol=1e-5)

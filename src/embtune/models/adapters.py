@@ -10,6 +10,10 @@
 - ``merge_lora(model)`` folds the adapter into the base weights (``W + alpha/r * B @ A``) and removes peft:
   the result saves as a plain model that loads anywhere. The trainer's default output.
 - ``load_lora(model, folder, cfg)`` re-attaches an adapter saved by embtune (exact resume).
+- A bf16 base (``model.adapter.base_dtype``, bf16 by default under bf16 training): the encoder loads in bf16,
+  its frozen Linear and embedding weights stay bf16 (half the memory), layer norms and the adapters are
+  float32. ``merge_lora`` first re-reads the base's float32 weights from its safetensors, tensor by tensor,
+  so the merged model equals ``W_fp32 + alpha/r * B @ A`` and is not rounded to bf16.
 
 embtune itself never follows ``base_model_name_or_path`` (a path out of the folder): to load an adapter
 folder in embtune, load the base model and call ``load_lora``.
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from ..errors import EmbtuneError
@@ -137,6 +142,66 @@ def attach_lora(
     return lora_info(model)
 
 
+def base_weights_dtype(setting: str, amp_dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype a LoRA base loads in for ``model.adapter.base_dtype`` (None: float32)."""
+    if setting == "bf16" or (setting == "auto" and amp_dtype == torch.bfloat16):
+        return torch.bfloat16
+    return None
+
+
+def _settle_dtypes(model: EmbeddingModel) -> None:
+    """After attaching to a bf16 base: adapters, layer norms and every other small module back to float32;
+    only frozen ``nn.Linear`` / ``nn.Embedding`` weights (the bulk of the model) stay bf16."""
+    for module in model.transformer.auto_model.modules():
+        keep_low = isinstance(module, (nn.Linear, nn.Embedding))
+        for name, param in module.named_parameters(recurse=False):
+            if param.dtype == torch.bfloat16 and (param.requires_grad or not keep_low):
+                param.data = param.data.float()
+        for name, buf in module.named_buffers(recurse=False):
+            if buf.dtype == torch.bfloat16:
+                setattr(module, name, buf.float())
+
+
+def _low_precision_base(model: EmbeddingModel) -> bool:
+    return any(p.dtype == torch.bfloat16 for p in model.transformer.auto_model.parameters())
+
+
+def restore_float32_base(model: EmbeddingModel) -> int:
+    """Replace the bf16 frozen base weights by their float32 originals from the folder they were loaded from.
+
+    Reads one tensor at a time (safetensors), so memory grows to the float32 model, never beyond. Returns the
+    number of tensors restored. A weight the folder does not hold (it was never in a file) is upcast instead.
+    """
+    from safetensors import safe_open
+
+    folder = getattr(model.transformer, "source_folder", None)
+    files = sorted(Path(folder).glob("*.safetensors")) if folder is not None else []
+    where: dict[str, Path] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+                where[key] = file
+    base = model.transformer.auto_model
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    restored = 0
+    for name, param in base.named_parameters():
+        if param.dtype != torch.bfloat16:
+            continue
+        hf_name = name.replace(".base_layer.", ".")
+        key = hf_name if hf_name in where else next((k for k in where if k.endswith("." + hf_name)), None)
+        if key is None:
+            param.data = param.data.float()
+            continue
+        with safe_open(str(where[key]), framework="pt") as handle:
+            tensor = handle.get_tensor(key)
+        if tuple(tensor.shape) != tuple(param.shape):
+            raise EmbtuneError(f"{where[key]}: {key} has shape {tuple(tensor.shape)}, the model {tuple(param.shape)}; "
+                               "the base model folder changed during training; restore it, or save: adapter")
+        param.data = tensor.float()
+        restored += 1
+    return restored
+
+
 def lora_info(model: EmbeddingModel) -> LoraInfo:
     """Adapter config and trainable / total parameter counts of a model with an attached adapter."""
     wrapped = model.transformer.auto_model
@@ -173,8 +238,12 @@ def load_lora(model: EmbeddingModel, folder: str | Path, trainable: bool = True)
 
 
 def merge_lora(model: EmbeddingModel) -> None:
-    """Fold the adapter into the base weights and drop peft, in place (a no-op without an adapter)."""
+    """Fold the adapter into the base weights and drop peft, in place (a no-op without an adapter).
+
+    A bf16 base gets its float32 weights back first (``restore_float32_base``)."""
     if is_lora(model):
+        if _low_precision_base(model):
+            restore_float32_base(model)
         model.transformer.auto_model = model.transformer.auto_model.merge_and_unload()
 
 
@@ -205,6 +274,8 @@ def with_adapter(model: EmbeddingModel, base_name: str, cfg: Any, checkpoint: Pa
         info = load_lora(model, checkpoint)
     else:
         info = attach_lora(model, cfg.r, cfg.alpha, cfg.dropout, cfg.target_modules or None, adapter_base_name(base_name))
+    if _low_precision_base(model):
+        _settle_dtypes(model)
     model.source = base_name
     model.adapter_info = info  # what the model card reports (kept after merge_lora)
     return model

@@ -76,6 +76,8 @@ class EmbeddingModel(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         backend: str = "auto",
+        dtype: torch.dtype | None = None,
+        weights_cache: str | os.PathLike | None = None,
     ) -> EmbeddingModel:
         """Load a sentence-transformers folder (classic or 5/6 layout), a plain HF folder, ``bundled:all-MiniLM-L6-v2``
         or a Hugging Face Hub id. Weights come from safetensors only unless ``allow_pickle=True``.
@@ -84,7 +86,8 @@ class EmbeddingModel(nn.Module):
         XLM-RoBERTa, MPNet and DistilBERT and the Hugging Face modules otherwise; "fast" requires the former;
         "hf" always uses the Hugging Face modules. Saved folders are identical either way."""
         folder, trusted_root = resolve_model_folder(name_or_path, revision, cache_dir, allow_pickle)
-        transformer, steps, st_config = st_format.load_modules(folder, trusted_root, trust_remote_code, allow_pickle)
+        transformer, steps, st_config = st_format.load_modules(folder, trusted_root, trust_remote_code, allow_pickle,
+                                                               dtype, weights_cache)
         transformer.use_backend(backend)
         if not steps or not isinstance(steps[0], Pooling):
             steps = [Pooling(transformer.hidden_size, "mean"), *steps]
@@ -118,12 +121,15 @@ class EmbeddingModel(nn.Module):
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         backend: str = "auto",
+        dtype: torch.dtype | None = None,
+        weights_cache: str | os.PathLike | None = None,
     ) -> EmbeddingModel:
         """Compose a new model from a plain Hugging Face encoder with the chosen pooling / dense / normalize
         (``backend`` as in ``load``)."""
         folder, _root = resolve_model_folder(name_or_path, None, None, allow_pickle)
         transformer = Transformer.load(
-            folder, max_seq_length, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+            folder, max_seq_length, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, dtype=dtype,
+            weights_cache=weights_cache,
         ).use_backend(backend)
         steps: list[nn.Module] = [Pooling(transformer.hidden_size, pooling)]
         if dense_dim is not None:

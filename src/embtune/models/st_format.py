@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import EmbtuneError
@@ -84,7 +85,8 @@ def _check_files_inside(folder: Path, trusted_root: Path) -> None:
 
 
 def load_modules(
-    folder: Path, trusted_root: Path | None = None, trust_remote_code: bool = False, allow_pickle: bool = False
+    folder: Path, trusted_root: Path | None = None, trust_remote_code: bool = False, allow_pickle: bool = False,
+    dtype: torch.dtype | None = None, weights_cache: Path | None = None,
 ) -> tuple[Transformer, list, dict]:
     """Read a model folder: (transformer, the modules after it in order, config_sentence_transformers dict)."""
     folder = Path(folder)
@@ -101,7 +103,8 @@ def load_modules(
                 f"{folder}: not a model folder (no modules.json or config.json); pass a sentence-transformers "
                 "or Hugging Face model folder"
             )
-        transformer = Transformer.load(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        transformer = Transformer.load(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                                       dtype=dtype, weights_cache=weights_cache)
         logger.warning("%s: plain Hugging Face model (no modules.json); using mean pooling", folder)
         return transformer, [Pooling(transformer.hidden_size, "mean")], st_config
 
@@ -120,7 +123,7 @@ def load_modules(
         if kind == "Transformer":
             if transformer is not None:
                 raise EmbtuneError(f"{folder / 'modules.json'}: more than one Transformer module; not supported")
-            transformer = _load_transformer(path, trust_remote_code, allow_pickle)
+            transformer = _load_transformer(path, trust_remote_code, allow_pickle, dtype, weights_cache)
         elif transformer is None:
             raise EmbtuneError(f"{folder / 'modules.json'}: the first module must be the Transformer")
         elif kind == "Pooling":
@@ -174,7 +177,8 @@ def _build(path: Path, make: Any) -> Any:
         ) from None
 
 
-def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool) -> Transformer:
+def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool,
+                      dtype: torch.dtype | None = None, weights_cache: Path | None = None) -> Transformer:
     max_len, lower = None, False
     for name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
         if (path / name).is_file():
@@ -186,7 +190,7 @@ def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool) -
             break
     if max_len is not None and (not isinstance(max_len, int) or max_len <= 0):
         raise EmbtuneError(f"{path / 'sentence_bert_config.json'}: max_seq_length must be a positive integer, got {max_len!r}")
-    return Transformer.load(path, max_len, lower, trust_remote_code, allow_pickle)
+    return Transformer.load(path, max_len, lower, trust_remote_code, allow_pickle, dtype, weights_cache)
 
 
 def _load_dense(path: Path, trusted_root: Path, allow_pickle: bool) -> Dense:

@@ -147,6 +147,7 @@ class Transformer(nn.Module):
         self.do_lower_case = bool(do_lower_case)
         self.model_input_names = list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
         self._backend = None  # private copy of the Rust tokenizer, configured for truncation only
+        self.source_folder: Path | None = None  # set by ``load``
 
     @property
     def hidden_size(self) -> int:
@@ -195,8 +196,15 @@ class Transformer(nn.Module):
         do_lower_case: bool = False,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
+        dtype: torch.dtype | None = None,
+        weights_cache: Path | None = None,
     ) -> Transformer:
-        """Load model and tokenizer from a local folder, safetensors only unless ``allow_pickle``."""
+        """Load model and tokenizer from a local folder, safetensors only unless ``allow_pickle``.
+
+        ``dtype``: the weights' dtype (None: float32, or what the folder's config says); LoRA runs with a
+        bf16 base load straight into bf16: with ``weights_cache`` (a folder) from a bf16 copy of the weights
+        made there once (``models/low_precision.py``), so loading never holds the float32 file in memory.
+        """
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = Path(folder)
@@ -206,13 +214,19 @@ class Transformer(nn.Module):
         try:
             with _quiet_loading(), quiet_transformers():
                 config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+                weights_folder = folder
+                if dtype == torch.bfloat16 and weights_cache is not None:
+                    from .low_precision import bf16_weights_folder
+
+                    weights_folder = bf16_weights_folder(folder, weights_cache)
                 model, info = AutoModel.from_pretrained(
-                    folder,
+                    weights_folder,
                     config=config,
                     trust_remote_code=trust_remote_code,
                     use_safetensors=None if allow_pickle else True,
                     output_loading_info=True,
                     ignore_mismatched_sizes=True,  # reported by check_loading_info, naming the keys
+                    **({"dtype": dtype} if dtype is not None else {}),
                 )
                 check_loading_info(folder, info, config)
                 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -227,7 +241,9 @@ class Transformer(nn.Module):
                 "Hugging Face model (config.json, model.safetensors, tokenizer files)"
             ) from None
         _check_tokenizer(folder, tokenizer)
-        return cls(model.eval(), tokenizer, max_seq_length=max_seq_length, do_lower_case=do_lower_case)
+        loaded = cls(model.eval(), tokenizer, max_seq_length=max_seq_length, do_lower_case=do_lower_case)
+        loaded.source_folder = folder  # where the weights came from (a bf16 LoRA base is restored from it)
+        return loaded
 
     def save(self, folder: Path) -> None:
         """Write config.json, model.safetensors (Hugging Face weight names) and the tokenizer files into ``folder``."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..data.collate import collate
 from ..data.columns import ColumnRoles
 from ..data.prepare import DatasetSpec, PreparedDataset, prepare_dataset
@@ -30,24 +32,33 @@ from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
 from .freeze import apply_freeze
 
 
-def build_model(cfg: ModelCfg, checkpoint: Path | None = None) -> EmbeddingModel:
+def build_model(cfg: ModelCfg, checkpoint: Path | None = None, amp_dtype: torch.dtype | None = None,
+                cache_dir: Path | None = None) -> EmbeddingModel:
     """The model to train: a checkpoint (on resume), else the base model of ``cfg``.
 
     A folder without ``modules.json`` is a plain Hugging Face encoder: it gets ``cfg.pooling`` and
     ``cfg.normalize``. Everything else (sentence-transformers folders, ``bundled:...``, Hub ids) loads as is.
+    ``amp_dtype`` is the run's autocast dtype (None: fp32); a LoRA base with ``base_dtype: auto`` follows it,
+    loading from a bf16 copy of its weights made once in ``cache_dir`` (when given).
     """
     if cfg.adapter is not None:  # a LoRA run: the base model (HF modules, peft needs them), plus the adapter
-        from ..models.adapters import with_adapter
+        from ..models.adapters import base_weights_dtype, with_adapter
 
         base = dataclasses.replace(cfg, adapter=None, backend="hf" if cfg.backend == "auto" else cfg.backend)
-        return with_adapter(build_model(base), cfg.name, cfg.adapter, checkpoint)
+        dtype = base_weights_dtype(cfg.adapter.base_dtype, amp_dtype)
+        model = _load_model(base, None, dtype, cache_dir)
+        apply_freeze(model.transformer, base.freeze)
+        return with_adapter(model, cfg.name, cfg.adapter, checkpoint)
     model = _load_model(cfg, checkpoint)
     apply_freeze(model.transformer, cfg.freeze)  # frozen parameters: requires_grad=False, so not in the optimizer
     return model
 
 
-def _load_model(cfg: ModelCfg, checkpoint: Path | None) -> EmbeddingModel:
+def _load_model(cfg: ModelCfg, checkpoint: Path | None, dtype: torch.dtype | None = None,
+                cache_dir: Path | None = None) -> EmbeddingModel:
     opts = {"trust_remote_code": cfg.trust_remote_code, "allow_pickle": cfg.allow_pickle, "backend": cfg.backend}
+    if dtype is not None:
+        opts |= {"dtype": dtype, "weights_cache": cache_dir}
     if checkpoint is not None:
         try:
             model = EmbeddingModel.load(checkpoint, **opts)

@@ -88,6 +88,10 @@ class AdapterCfg:
             (query/key/value/dense for BERT and XLM-R, see ``embtune.models.adapters``).
         save: ``merged`` writes the final model with the adapter folded in (loads anywhere, no peft);
             ``adapter`` writes the adapter alone beside the base model's sentence-transformers config.
+        base_dtype: how the frozen base weights are kept while training. ``auto``: bf16 when the run trains
+            under bf16 autocast (``args.bf16``), else fp32; ``bf16`` halves the base model's memory; ``fp32``
+            keeps it exact. With a bf16 base, ``save: merged`` folds the adapter into the base's original
+            float32 weights (re-read from its folder), so the saved model is not rounded to bf16.
     """
 
     kind: str = "lora"
@@ -96,9 +100,11 @@ class AdapterCfg:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=list)
     save: str = "merged"
+    base_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         _choice("model.adapter", "kind", self.kind, ("lora",))
+        _choice("model.adapter", "base_dtype", self.base_dtype, ("auto", "fp32", "bf16"))
         _choice("model.adapter", "save", self.save, ADAPTER_SAVES)
         if self.r < 1 or self.alpha <= 0:
             raise EmbtuneError(f"model.adapter.r must be >= 1 and alpha > 0, got r={self.r}, alpha={self.alpha}")

@@ -120,7 +120,8 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     dist.barrier()
 
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
-    model = build_model(config.model, resume_from).to(device)
+    amp_dtype = _autocast_dtype(args, device)
+    model = build_model(config.model, resume_from, amp_dtype, cache_dir).to(device)
     if args.gradient_checkpointing:
         model.transformer.auto_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}  # works with DDP and several forwards
@@ -147,7 +148,6 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)
-    amp_dtype = _autocast_dtype(args, device)
     run = Run(
         args=args, output_dir=output_dir, model=model, encoder=_wrap(RoleEncoder(model), data, device),
         optimizer=optimizer, scheduler=build_scheduler(optimizer, args, total_steps),
@@ -219,7 +219,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     metrics: dict[str, Any] = {}
     if dist.is_main():
         if args.load_best_model_at_end and state.best_checkpoint:
-            run.model = model = build_model(config.model, Path(state.best_checkpoint)).to(device)
+            run.model = model = build_model(config.model, Path(state.best_checkpoint), amp_dtype, cache_dir).to(device)
         final = _evaluate(run)
         metrics = {
             "base": state.base_metrics,
