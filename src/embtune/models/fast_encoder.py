@@ -4,8 +4,10 @@ The same math as the Hugging Face modules (post-layer-norm Transformer encoders)
 
 - every token-wise layer (projections, FFN, layer norms, residuals) runs on the unpadded matrix of real tokens
   (N, H) instead of (B, T, H), so padding costs nothing there;
-- attention runs per sequence: the fused q/k/v rows are scattered into a (B, heads, T, d) layout once per
-  layer and ``scaled_dot_product_attention`` masks the padded keys (MPNet adds its relative position bias);
+- attention runs per sequence, in up to three groups of similar length (``length_groups``): each group's
+  fused q/k/v rows are gathered into a (rows, heads, width, d) grid, so a batch of short texts with one long
+  one does not pay (T x T) scores for all; ``scaled_dot_product_attention`` masks the padded keys in
+  inference, and training uses explicit scores with embtune's cheap dropout masks (``dropout.py``);
 - q, k and v come from one fused Linear (``qkv``), so each layer runs 4 matmuls instead of 6;
 - the model's callers can concatenate all roles of a training batch into one forward
   (``EmbeddingModel.embed_roles``), which makes the matmuls larger and halves the number of operations.
@@ -21,7 +23,7 @@ Module names (stable; peft LoRA and int8 quantization target them): ``embeddings
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -159,7 +161,7 @@ class _Group:
     grid_index: Tensor | None  # (rows * width,) token of each grid cell (pads repeat a real token); None: dense
     real_index: Tensor | None  # (end - start,) grid cells that hold real tokens; None: dense
     key_mask: Tensor | None  # (rows, 1, 1, width) True at real keys; None: dense
-    _bias: dict = None
+    _bias: dict = field(default_factory=dict)  # dtype -> additive key mask
 
     def to_grid(self, x: Tensor) -> Tensor:
         """(tokens, C) -> (rows * width, C). Pad cells copy a real token of their row: finite values that
@@ -175,8 +177,6 @@ class _Group:
         """(rows, 1, 1, width) additive mask: 0 at real keys, the dtype's lowest value at pads (cached)."""
         if self.key_mask is None:
             return None
-        if self._bias is None:
-            self._bias = {}
         if dtype not in self._bias:
             zeros = torch.zeros(self.key_mask.shape, dtype=dtype, device=self.key_mask.device)
             self._bias[dtype] = zeros.masked_fill_(~self.key_mask, torch.finfo(dtype).min)
