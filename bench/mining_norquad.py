@@ -6,7 +6,7 @@
 NorQuAD (../shared/data/norquad): train the bundled all-MiniLM-L6-v2 on the validation split's (question,
 passage) pairs (max_seq_length 192), evaluate NDCG@10 on the retrieval set's test qrels (the whole 481-passage corpus). Two runs,
 same steps, seed and batches (no_duplicates sampler): (a) in-batch negatives only; (b) one negative per pair
-mined with the base model (`negatives: {mine: ...}`, positive-aware filter max_score_ratio 0.95). The data
+mined with the base model (`negatives: {mine: ...}`), in the variants of ``VARIANTS`` below. The data
 report runs before each training and must flag the passages that occur in both splits as leakage.
 
 SNLI slice (--snli, ../shared/data/snli_sample): train on dev triplets (premise, entailment, contradiction)
@@ -25,6 +25,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the mined runs: one negative per pair; ``mined_top`` the most similar non-positive passage; ``mined_ratio`` is NV-Retriever's positive-aware filter, which with a
+# weak base model (positives and negatives score alike) leaves negatives for fewer than half of the pairs;
+# ``mined_skip3`` skips the 3 most similar candidates (likely unlabeled positives) instead of filtering by score
+VARIANTS = {
+    "mined_top": {"num": 1, "output_format": "n-tuple"},
+    "mined_skip3": {"num": 1, "range_min": 3, "output_format": "n-tuple"},
+    "mined_ratio": {"num": 1, "max_score_ratio": 0.95, "output_format": "n-tuple"},
+}
 DATA = ROOT.parent / "shared" / "data"
 
 
@@ -61,26 +69,26 @@ def _pick(metrics: dict, suffix: str) -> tuple[float, float]:
     return base, final
 
 
-def norquad(tmp: Path, steps: int) -> dict:
+def norquad(tmp: Path, steps: int, variants: dict[str, dict]) -> dict:
     rows = [json.loads(line) for line in (DATA / "norquad" / "qa_validation.jsonl").read_text().splitlines()]
     train_file = tmp / "norquad_pairs.jsonl"
     train_file.write_text("".join(json.dumps({"question": r["question"], "passage": r["context"]},
                                              ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     evaluator = {"kind": "retrieval", "name": "norquad-test", "path": str(DATA / "norquad" / "retrieval")}
     columns = {"anchor": "question", "positive": "passage"}
-    mine = {"mine": {"num": 1, "max_score_ratio": 0.95, "output_format": "n-tuple"}}
-    out: dict = {"task": "norquad", "train_pairs": len(rows), "steps": steps}
-    for label, negatives in (("in_batch_only", None), ("mined", mine)):
+    out: dict = {"task": "norquad", "train_pairs": len(rows), "steps": steps, "mine_variants": variants}
+    runs = [("in_batch_only", None)] + [(label, {"mine": opts}) for label, opts in variants.items()]
+    for label, negatives in runs:
         cfg = _config(train_file, tmp / label, tmp / "cache", steps, evaluator, negatives, columns, 192)
         t0 = time.perf_counter()
         if negatives is not None:  # time the mining alone (then train reuses the cached file)
             from embtune.mining.cached import mined_file
             from embtune.mining.options import MineOptions
 
-            _, stats = mined_file(str(train_file), "question", "passage", MineOptions(**mine["mine"]),
+            _, stats = mined_file(str(train_file), "question", "passage", MineOptions(**negatives["mine"]),
                                   "bundled:all-MiniLM-L6-v2", tmp / "cache", model_name="bundled:all-MiniLM-L6-v2")
-            out["mining_seconds"] = round(time.perf_counter() - t0, 1)
-            out["mining_stats"] = stats
+            out[f"{label}_mining_seconds"] = round(time.perf_counter() - t0, 1)
+            out[f"{label}_mining_stats"] = stats
         metrics, report, seconds = _run(cfg)
         base, final = _pick(metrics, "ndcg@10")
         out[label] = {"ndcg@10_base": round(base, 4), "ndcg@10": round(final, 4), "seconds": round(seconds, 1)}
@@ -111,6 +119,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 steps per run (smoke run)")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run (default 30 = 1 epoch)")
     parser.add_argument("--snli", action="store_true", help="also run the SNLI slice")
+    parser.add_argument("--variants", default=json.dumps(VARIANTS),
+                        help="JSON {label: mine options} for the mined runs (default: %(default)s)")
     args = parser.parse_args()
     if not (DATA / "norquad" / "qa_validation.jsonl").is_file():
         print(f"skipped: NorQuAD not found under {DATA}")
@@ -119,7 +129,7 @@ def main() -> int:
     steps = 3 if args.quick else args.steps
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["norquad"] = norquad(Path(tmp), steps)
+        results["norquad"] = norquad(Path(tmp), steps, json.loads(args.variants))
         if args.snli and (DATA / "snli_sample" / "dev_triplets.tsv").is_file():
             results["snli"] = snli(Path(tmp), 3 if args.quick else 24)
     name = "mining_norquad_quick.json" if args.quick else "mining_norquad.json"
