@@ -228,3 +228,35 @@ def test_recipe_model_backend_is_validated_and_reaches_the_model(tiny_bert_dir):
     raw["model"]["backend"] = "onnx"
     with pytest.raises(EmbtuneError, match="model.backend"):
         config_from_dict(raw)
+
+
+def test_bf16_token_rows_are_rounded_up_without_changing_outputs_or_gradients(monkeypatch):
+    """Under bf16 autocast the token matrix gets spare rows (a bounded set of oneDNN matmul shapes); they must
+    not change any real token's output or any gradient."""
+    import embtune.models.fast_encoder as fe
+
+    hf = _tiny("bert")
+    features = _batch([7, 3, 12, 1, 40], 0)
+    seen = []
+    real_pad = torch.nn.functional.pad
+
+    def spy(x, pad, *args, **kwargs):
+        seen.append((x.shape[0], pad))
+        return real_pad(x, pad, *args, **kwargs)
+
+    runs = {}
+    for rows in (fe.TOKEN_ROWS, 1):
+        monkeypatch.setattr(fe, "TOKEN_ROWS", rows)
+        fast = from_hf(copy.deepcopy(hf)).train()
+        monkeypatch.setattr(fe.F, "pad", spy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fast(features["input_ids"], features["attention_mask"])
+        monkeypatch.setattr(fe.F, "pad", real_pad)
+        out.float().sum().backward()
+        runs[rows] = (out.float(), {n: p.grad.clone() for n, p in fast.named_parameters()})
+    assert seen == [(63, (0, 0, 0, 1))]  # 63 real tokens -> 64 rows; with TOKEN_ROWS=1 no padding at all
+    (a, grads_a), (b, grads_b) = runs[fe.TOKEN_ROWS], runs[1]
+    assert (a - b).abs().max() <= 2e-2 * b.abs().max()  # bf16 rounding only
+    for name, grad in grads_a.items():
+        scale = grads_b[name].abs().max().clamp(min=1e-6)
+        assert (grad - grads_b[name]).abs().max() / scale <= 5e-2, name

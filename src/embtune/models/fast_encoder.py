@@ -147,6 +147,8 @@ class EncoderLayer(nn.Module):
                 probs = dropout(torch.softmax(scores, -1), p, self.training)
                 out = torch.matmul(probs.to(v.dtype), v)
             outs.append(group.from_grid(out.transpose(1, 2).reshape(n * t, -1)))
+        if layout.spare:  # the token matrix's spare rows (see FastEncoder.forward): not attended, never read
+            outs.append(outs[0].new_zeros(layout.spare, outs[0].shape[1]))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
@@ -220,6 +222,17 @@ def length_groups(lengths: list[int], overhead: int | None = None, max_groups: i
     return cuts
 
 
+TOKEN_ROWS = 64  # the token matrix's row count is a multiple of this on the oneDNN (bf16) path
+
+
+def _uses_onednn(x: Tensor) -> bool:
+    """Whether this forward's Linear layers run bf16 matmuls on CPU (autocast or bf16 activations)."""
+    if x.device.type != "cpu":
+        return False
+    autocast = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return autocast or x.dtype == torch.bfloat16
+
+
 class _Layout:
     """Where the N real tokens sit in the padded (B, T) batch, and the groups attention runs in.
 
@@ -229,6 +242,7 @@ class _Layout:
 
     def __init__(self, mask: Tensor, grouped: bool = True) -> None:
         self.batch, self.width = mask.shape
+        self.spare = 0  # zero rows after the real tokens (set by FastEncoder.forward)
         mask = mask.bool()
         lengths_t = mask.sum(1)
         lengths = lengths_t.tolist()
@@ -317,13 +331,23 @@ class FastEncoder(nn.Module):
         if token_type_ids is not None and hasattr(self.embeddings, "token_type_embeddings") and bool(token_type_ids.any()):
             types = layout.take(token_type_ids)
         x = self.embeddings(layout.take(input_ids), layout.take(self._positions(attention_mask)), types)
+        tokens = x.shape[0]
+        if _uses_onednn(x):
+            # bf16 matmuls run on oneDNN, which builds (JIT-compiles) and caches a kernel per matrix shape: a
+            # new token count every batch meant new kernels every step, and the cache grew by ~20 MB a step.
+            # Rounding the rows up to a multiple of TOKEN_ROWS bounds the shapes. The spare rows start as zeros;
+            # attention never mixes them with real tokens and the output drops them, so they change no real
+            # token's value and add nothing to any gradient.
+            layout.spare = -tokens % TOKEN_ROWS
+            if layout.spare:
+                x = F.pad(x, (0, 0, 0, layout.spare))
         bias = self._relative_bias(layout.width, x.device) if self.spec.relative_buckets else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(layer, x, layout, bias, use_reentrant=False)
             else:
                 x = layer(x, layout, bias)
-        return layout.pad(x).view(layout.batch, layout.width, -1)
+        return layout.pad(x[:tokens]).view(layout.batch, layout.width, -1)
 
     def _positions(self, mask: Tensor) -> Tensor:
         b, t = mask.shape
