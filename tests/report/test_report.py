@@ -148,3 +148,26 @@ def test_norquad_passages_in_both_splits_are_flagged(shared_data):
     assert exact == 71  # the passages of both splits
     if near is not None:  # one more: another version of the same article (word 3-gram Jaccard 0.97)
         assert near == 1
+
+
+def test_max_rows_renders_only_the_first_rows(tiny_bert_dir, messy, tmp_path):
+    """checks.max_rows bounds what the report turns into Python strings (1M-row datasets stay Arrow)."""
+    from embtune.teachers import targets
+
+    seen = []
+    real = targets.render_column
+
+    def spy(values, **kwargs):
+        seen.append(len(values))
+        return real(values, **kwargs)
+
+    import embtune.teachers.targets as module
+
+    module.render_column = spy
+    try:
+        train(config_from_dict(config(tiny_bert_dir, *messy, tmp_path / "run", max_rows=5)))
+    finally:
+        module.render_column = real
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert seen and max(seen) == 5  # the 40-row train split: 5 rows rendered (the 2-row eval split: 2)
+    assert "duplicates" in findings(report)  # rows 1-3 are copies: still found within the first 5

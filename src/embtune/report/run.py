@@ -18,8 +18,8 @@ REPORT_FILE = "data_report.json"
 
 
 def _texts_by_column(prepared: Any, cfg: Any, cache_dir: Path, limit: int | None) -> dict[str, list[str]]:
-    by_role = rendered_texts(prepared, cfg.template, cfg.format, cache_dir)
-    return {prepared.columns[role]: texts[:limit] for role, texts in by_role.items()}
+    by_role = rendered_texts(prepared, cfg.template, cfg.format, cache_dir, max_rows=limit)
+    return {prepared.columns[role]: texts for role, texts in by_role.items()}
 
 
 def _dataset_report(d: Any, prepared: Any, split: str, args: Any, opts: DataChecks, tokenizer: Any,

@@ -39,10 +39,12 @@ def wants_teacher(loss: Any) -> bool:
 
 def rendered_texts(
     prepared: PreparedDataset, template: PerRole = None, fmt: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None, max_rows: int | None = None,
 ) -> dict[str, list[str]]:
-    """Role -> the rendered texts of every row (templates applied, the student's prompts not)."""
-    table = load_table(prepared.path, fmt, cache_dir=cache_dir).data.table.slice(0, prepared.num_rows)
+    """Role -> the rendered texts of every row, or of the first ``max_rows`` (templates applied, the student's
+    prompts not). Only those rows are turned into Python strings: the table stays memory-mapped Arrow."""
+    rows = prepared.num_rows if max_rows is None else min(max_rows, prepared.num_rows)
+    table = load_table(prepared.path, fmt, cache_dir=cache_dir).data.table.slice(0, rows)
     out = {}
     for role in prepared.roles:
         column = prepared.columns[role]
