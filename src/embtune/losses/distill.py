@@ -80,6 +80,16 @@ class _Distill:
         # With a teacher the labels are computed, so the data must not map a label column (and need not).
         self.label = None if teacher is not None else self.label_spec
 
+    def _check_inputs(self, embeddings: dict[str, Tensor], labels: Tensor | None, what: str) -> tuple[list[str], int]:
+        """Roles and batch checks shared by the losses that score (anchor, positive, negatives...): the
+        negative roles and the batch size; labels (``what`` names them in the error) are required."""
+        negatives = negative_roles(embeddings)
+        check_roles(self, embeddings, len(negatives))
+        batch = check_batch(embeddings, text_roles(embeddings), self.name)  # type: ignore[attr-defined]
+        if labels is None:
+            raise EmbtuneError(_NO_LABELS.format(loss=self.name, what=what))  # type: ignore[attr-defined]
+        return negatives, batch
+
     def _teacher_config(self) -> dict[str, Any]:
         return {} if self.teacher is None else {"teacher": _teacher_name(self.teacher)}
 
@@ -174,11 +184,7 @@ class MarginMSELoss(_Distill):
 
     def __call__(self, embeddings: dict[str, Tensor], labels: Tensor | None) -> Tensor:
         """``embeddings``: role -> (B, D); ``labels``: (B,), (B, k) margins or (B, 1 + k) scores."""
-        negatives = negative_roles(embeddings)
-        check_roles(self, embeddings, len(negatives))
-        batch = check_batch(embeddings, text_roles(embeddings), self.name)
-        if labels is None:
-            raise EmbtuneError(_NO_LABELS.format(loss=self.name, what="score margins"))
+        negatives, batch = self._check_inputs(embeddings, labels, "score margins")
         k = len(negatives)
         if labels.shape == (batch, k + 1):
             labels = labels[:, :1] - labels[:, 1:]
@@ -237,11 +243,7 @@ class DistillKLDivLoss(_Distill):
 
     def __call__(self, embeddings: dict[str, Tensor], labels: Tensor | None) -> Tensor:
         """``embeddings``: role -> (B, D); ``labels``: (B, 1 + k) teacher scores. Returns a scalar."""
-        negatives = negative_roles(embeddings)
-        check_roles(self, embeddings, len(negatives))
-        batch = check_batch(embeddings, text_roles(embeddings), self.name)
-        if labels is None:
-            raise EmbtuneError(_NO_LABELS.format(loss=self.name, what="scores"))
+        negatives, batch = self._check_inputs(embeddings, labels, "scores")
         if labels.shape != (batch, len(negatives) + 1):
             raise EmbtuneError(
                 f"{self.name}: labels must be the teacher's scores of shape ({batch}, {len(negatives) + 1}) "

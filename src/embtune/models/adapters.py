@@ -154,7 +154,7 @@ def _settle_dtypes(model: EmbeddingModel) -> None:
     only frozen ``nn.Linear`` / ``nn.Embedding`` weights (the bulk of the model) stay bf16."""
     for module in model.transformer.auto_model.modules():
         keep_low = isinstance(module, (nn.Linear, nn.Embedding))
-        for name, param in module.named_parameters(recurse=False):
+        for param in module.parameters(recurse=False):
             if param.dtype == torch.bfloat16 and (param.requires_grad or not keep_low):
                 param.data = param.data.float()
         for name, buf in module.named_buffers(recurse=False):

@@ -262,7 +262,7 @@ class _Layout:
         bounds = [0, *cuts, self.batch]
         self.groups = []
         token_start = 0
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             rows_lengths = sorted_lengths[lo:hi]
             width = rows_lengths[-1]
             count = sum(rows_lengths)
