@@ -66,6 +66,52 @@ def _rows(features: Features, begin: int, end: int, batch_size: int) -> Features
     }
 
 
+def chunk_plan(loss_name: str, features: dict[str, Features], roles: list[str],
+               mini_batch_size: int) -> tuple[int, list[tuple[int, int]]]:
+    """The common batch size of ``roles`` (all must agree) and its (begin, end) mini-batch ranges."""
+    sizes = {role: _batch_size(features[role], role) for role in roles}
+    if len(set(sizes.values())) != 1:
+        raise EmbtuneError(f"{loss_name}: every role needs the same batch size, got {sizes}")
+    batch = sizes["anchor"]
+    return batch, [(b, min(b + mini_batch_size, batch)) for b in range(0, batch, mini_batch_size)]
+
+
+def embed_without_grad(features: dict[str, Features], roles: list[str], ranges: list[tuple[int, int]], batch: int,
+                       embed: Callable[[Features], Tensor], as_float: bool = False,
+                       ) -> tuple[dict[str, Tensor], dict[str, list[_RngSnapshot]]]:
+    """GradCache step 1: every role embedded by mini-batches without autograd, as leaf tensors that collect
+    the loss's gradients, and the RNG state before each mini-batch (``as_float``: leaves in float32)."""
+    snapshots: dict[str, list[_RngSnapshot]] = {}
+    leaves: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for role in roles:
+            chunks, snapshots[role] = [], []
+            for begin, end in ranges:
+                part = _rows(features[role], begin, end, batch)
+                snapshots[role].append(_RngSnapshot([v for v in part.values() if isinstance(v, Tensor)]))
+                chunks.append(embed(part))
+            joined = torch.cat(chunks)
+            leaves[role] = (joined.float() if as_float else joined).detach().requires_grad_()
+    return leaves, snapshots
+
+
+def backward_through_replays(features: dict[str, Features], roles: list[str], ranges: list[tuple[int, int]],
+                             batch: int, embed: Callable[[Features], Tensor], leaves: dict[str, Tensor],
+                             snapshots: dict[str, list[_RngSnapshot]]) -> None:
+    """GradCache step 3: re-embed each mini-batch with autograd under its saved RNG state and push the
+    gradients cached in the leaves through the model."""
+    for role in roles:
+        grad = leaves[role].grad
+        if grad is None:
+            continue
+        for (begin, end), snapshot in zip(ranges, snapshots[role], strict=True):
+            with snapshot.replay():
+                reps = embed(_rows(features[role], begin, end, batch))
+            if reps.requires_grad:
+                # d/d reps of <reps, g> is g; fp32 keeps low-precision (autocast) replays exact enough.
+                torch.sum(reps.float() * grad[begin:end].float()).backward()
+
+
 class CachedMultipleNegativesRankingLoss:
     """MultipleNegativesRankingLoss computed with GradCache, so the batch size is not bounded by memory.
 
@@ -136,23 +182,10 @@ class CachedMultipleNegativesRankingLoss:
         """
         roles = ["anchor", "positive", *negative_roles(features)]
         check_roles(self, features, len(roles) - 2)
-        sizes = {role: _batch_size(features[role], role) for role in roles}
-        if len(set(sizes.values())) != 1:
-            raise EmbtuneError(f"{self.name}: every role needs the same batch size, got {sizes}")
-        batch = sizes["anchor"]
-        ranges = [(b, min(b + self.mini_batch_size, batch)) for b in range(0, batch, self.mini_batch_size)]
+        batch, ranges = chunk_plan(self.name, features, roles, self.mini_batch_size)
 
         # Step 1: embed without autograd, remembering the RNG state before each mini-batch.
-        snapshots: dict[str, list[_RngSnapshot]] = {}
-        leaves: dict[str, Tensor] = {}
-        with torch.no_grad():
-            for role in roles:
-                chunks, snapshots[role] = [], []
-                for begin, end in ranges:
-                    part = _rows(features[role], begin, end, batch)
-                    snapshots[role].append(_RngSnapshot([v for v in part.values() if isinstance(v, Tensor)]))
-                    chunks.append(embed(part))
-                leaves[role] = torch.cat(chunks).detach().requires_grad_()
+        leaves, snapshots = embed_without_grad(features, roles, ranges, batch, embed)
         if not torch.is_grad_enabled():
             return self._plain(leaves).detach()
 
@@ -171,16 +204,7 @@ class CachedMultipleNegativesRankingLoss:
         del candidates
 
         # Step 3: re-embed with autograd under the same RNG state; push the cached gradients through.
-        for role in roles:
-            grad = leaves[role].grad
-            if grad is None:
-                continue
-            for (begin, end), snapshot in zip(ranges, snapshots[role], strict=True):
-                with snapshot.replay():
-                    reps = embed(_rows(features[role], begin, end, batch))
-                if reps.requires_grad:
-                    # d/d reps of <reps, g> is g; fp32 keeps low-precision (autocast) replays exact enough.
-                    torch.sum(reps.float() * grad[begin:end].float()).backward()
+        backward_through_replays(features, roles, ranges, batch, embed, leaves, snapshots)
         return torch.stack(parts).sum()
 
     def config(self) -> dict[str, Any]:

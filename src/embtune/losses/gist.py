@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import EmbtuneError
 from .base import LabelSpec, check_roles, negative_roles
-from .cached import _batch_size, _RngSnapshot, _rows
+from .cached import backward_through_replays, chunk_plan, embed_without_grad
 from .checks import at_least_fp32, check_batch, check_positive, parse_choice
 from .distill import _teacher_name, text_roles
 
@@ -198,24 +198,11 @@ class CachedGISTEmbedLoss(GISTEmbedLoss):
         """Compute the loss, add its gradients (times ``loss_scale``) to ``.grad``; return it detached."""
         roles = text_roles(features)
         check_roles(self, features, len(roles) - 2)
-        sizes = {role: _batch_size(features[role], role) for role in roles}
-        if len(set(sizes.values())) != 1:
-            raise EmbtuneError(f"{self.name}: every role needs the same batch size, got {sizes}")
-        batch = sizes["anchor"]
+        batch, ranges = chunk_plan(self.name, features, roles, self.mini_batch_size)
         guide = self.guide_embeddings(labels, roles, batch)
-        ranges = [(b, min(b + self.mini_batch_size, batch)) for b in range(0, batch, self.mini_batch_size)]
 
         # Step 1: embed without autograd, remembering the RNG state before each mini-batch.
-        snapshots: dict[str, list[_RngSnapshot]] = {}
-        leaves: dict[str, Tensor] = {}
-        with torch.no_grad():
-            for role in roles:
-                chunks, snapshots[role] = [], []
-                for begin, end in ranges:
-                    part = _rows(features[role], begin, end, batch)
-                    snapshots[role].append(_RngSnapshot([v for v in part.values() if isinstance(v, Tensor)]))
-                    chunks.append(embed(part))
-                leaves[role] = torch.cat(chunks).float().detach().requires_grad_()
+        leaves, snapshots = embed_without_grad(features, roles, ranges, batch, embed, as_float=True)
         if not torch.is_grad_enabled():
             return (self.loss_sum(leaves, guide, 0, batch) / batch).detach()
 
@@ -227,15 +214,7 @@ class CachedGISTEmbedLoss(GISTEmbedLoss):
             parts.append(part.detach())
 
         # Step 3: re-embed with autograd under the same RNG state; push the cached gradients through.
-        for role in roles:
-            grad = leaves[role].grad
-            if grad is None:
-                continue
-            for (begin, end), snapshot in zip(ranges, snapshots[role], strict=True):
-                with snapshot.replay():
-                    reps = embed(_rows(features[role], begin, end, batch))
-                if reps.requires_grad:
-                    torch.sum(reps.float() * grad[begin:end]).backward()
+        backward_through_replays(features, roles, ranges, batch, embed, leaves, snapshots)
         return torch.stack(parts).sum()
 
     def config(self) -> dict[str, Any]:
