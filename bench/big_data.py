@@ -7,7 +7,7 @@ For each size, in fresh subprocesses (peak RSS = the child's ru_maxrss from os.w
 - prepare: ``prepare_dataset`` on the shard folder (parse to memory-mapped Arrow, tokenize in 1,000-row chunks,
   lengths and text hashes to memory-mapped .npy), cold cache; rows/s;
 - train: ``embtune.train`` for 100 steps at batch 32 with ``batch_sampler: no_duplicates`` and length grouping
-  on the prepared (cached) data; peak RSS;
+  on the prepared (cached) data, data report included; peak RSS;
 - datasets: the same shards through ``datasets.load_dataset("parquet")`` + ``.map(tokenizer, batched=True)``
   (the usual way with the Hugging Face stack), cold cache; rows/s.
 Targets: peak RSS < 2.5 GiB and growth < 10 % from the small to the large size.
@@ -58,7 +58,7 @@ def worker(spec: dict) -> None:
 
         tok = EmbeddingModel.load("bundled:all-MiniLM-L6-v2").tokenizer
         t0 = time.perf_counter()
-        prepared = prepare_dataset(DatasetSpec(spec["data"], ColumnRoles("anchor", "positive")), tok, 128,
+        prepared = prepare_dataset(DatasetSpec(spec["data"], ColumnRoles("anchor", "positive"), name="big"), tok, 128,
                                    cache_dir=spec["cache"])
         out = {"rows": prepared.num_rows, "seconds": time.perf_counter() - t0}
     elif spec["kind"] == "train":

@@ -64,6 +64,9 @@ def shape_worker(spec: dict) -> None:
     adapter = AdapterCfg(r=16, alpha=32, dropout=0.05) if spec["variant"] == "lora" else None
     model = build_model(ModelCfg(name=spec["folder"], pooling="mean", max_seq_length=512, adapter=adapter), None, amp,
                         Path(spec["cache"]))  # a LoRA bf16 base is converted here, once, as `embtune train` does
+    import resource
+
+    loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak so far: loading (and converting)
     model.transformer.auto_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -94,6 +97,7 @@ def shape_worker(spec: dict) -> None:
         "trainable_parameters": trainable, "total_parameters": sum(p.numel() for p in model.parameters()),
         "backend": model.transformer.backend, "frozen_dtypes": dtypes,
         "examples_per_s": round(batch * spec["steps"] / timed, 3), "step_s": [round(t, 2) for t in times],
+        "peak_rss_after_load_mib": round(loaded_rss, 1),
     }))
 
 

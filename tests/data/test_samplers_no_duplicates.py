@@ -186,3 +186,83 @@ def test_property_no_duplicates_coverage_and_len(
         assert used == list(range(n))
     else:
         assert all(len(b) == batch_size * world_size for b in single)
+
+
+def _greedy_reference(order: list[int], keys: list[list[int]], size: int) -> tuple[list[int], list[int]]:
+    """The plain row-by-row greedy packing over every row's keys (what the sampler's fast packer must equal)."""
+    from collections import deque
+
+    full: list[int] = []
+    short: list[int] = []
+    short_sizes: list[int] = []
+    waiting: dict[int, deque[int]] = {}
+    stream = iter(order)
+    while True:
+        batch: list[int] = []
+        seen: set[int] = set()
+        for key in list(waiting):
+            queue = waiting.get(key)
+            while queue and len(batch) < size and key not in seen:
+                row = queue.popleft()
+                if seen.isdisjoint(keys[row]):
+                    batch.append(row)
+                    seen.update(keys[row])
+                else:
+                    waiting.setdefault(next(k for k in keys[row] if k in seen), deque()).append(row)
+            if queue is not None and not queue:
+                del waiting[key]
+            if len(batch) == size:
+                break
+        if len(batch) < size:
+            for row in stream:
+                if seen.isdisjoint(keys[row]):
+                    batch.append(row)
+                    seen.update(keys[row])
+                    if len(batch) == size:
+                        break
+                else:
+                    waiting.setdefault(next(k for k in keys[row] if k in seen), deque()).append(row)
+        if len(batch) == size:
+            full.extend(batch)
+            continue
+        if batch:
+            short.extend(batch)
+            short_sizes.append(len(batch))
+        if not waiting:
+            return full + short, [size] * (len(full) // size) + short_sizes
+
+
+@pytest.mark.parametrize("share", [0.0, 0.01, 0.3, 1.0])
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_packer_equals_the_row_by_row_greedy_pass(share: float, batch_size: int) -> None:
+    """Copying runs of rows that cannot clash gives exactly the plan of checking every row's keys."""
+    from embtune.data.samplers.no_duplicates import _pack_without_duplicates
+
+    rng = np.random.default_rng(int(share * 100) + batch_size)
+    n = 3000
+    keys = np.stack([np.arange(n) + 10**6, np.arange(n) + 2 * 10**6], axis=1).astype(np.uint64)
+    dup = rng.random(n) < share
+    keys[dup, 0] = rng.integers(0, 40, int(dup.sum()))  # repeated anchors
+    keys[rng.random(n) < share / 3, 1] = 7  # one very common positive
+    keys[:5, 1] = keys[:5, 0]  # anchor == positive inside a row never counts
+    order = rng.permutation(n)
+    shared = hashing.shared_key_rows(lambda: [(0, keys)], n)
+    rows, sizes = _pack_without_duplicates(order, keys, shared, batch_size)
+    want_rows, want_sizes = _greedy_reference(order.tolist(), keys.tolist(), batch_size)
+    assert rows.tolist() == want_rows and sizes.tolist() == want_sizes
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 25), min_size=1, max_size=3), min_size=0, max_size=60),
+       st.integers(1, 7))
+def test_shared_key_rows_matches_brute_force(rows: list[list[int]], chunk: int) -> None:
+    width = max((len(r) for r in rows), default=1)
+    keys = np.array([r + [10**9 + i] * (width - len(r)) for i, r in enumerate(rows)], dtype=np.uint64)
+    keys = keys.reshape(len(rows), width)
+    owners: dict[int, set[int]] = {}
+    for i, r in enumerate(keys.tolist()):
+        for k in r:
+            owners.setdefault(k, set()).add(i)
+    want = sorted({i for rows_of in owners.values() if len(rows_of) > 1 for i in rows_of})
+    got = hashing.shared_key_rows(lambda: [(s, keys[s : s + chunk]) for s in range(0, len(keys), chunk)], len(keys))
+    assert got.tolist() == want

@@ -59,3 +59,18 @@ def test_bf16_weights_need_no_copy(tiny_bert_dir, tmp_path):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     assert bf16_weights_folder(folder, tmp_path / "cache") == folder
     assert not (tmp_path / "cache").exists()
+
+
+def test_large_tensors_are_converted_in_row_slices_with_the_same_bytes(tmp_path, monkeypatch):
+    """Tensors bigger than one read (an embedding matrix) are read in slices of rows; the copy is unchanged."""
+    import embtune.models.low_precision as low_precision
+
+    monkeypatch.setattr(low_precision, "_CHUNK_BYTES", 100)  # every matrix below takes several slices
+    tensors = {"emb": torch.randn(50, 7), "cube": torch.randn(3, 4, 9), "vec": torch.randn(40), "one": torch.tensor(2.5),
+               "ids": torch.arange(12), "empty": torch.zeros(0, 3)}
+    save_file(tensors, tmp_path / "m.safetensors")
+    low_precision._write_bf16(tmp_path / "m.safetensors", tmp_path / "bf16.safetensors")
+    converted = load_file(tmp_path / "bf16.safetensors")
+    for key, tensor in tensors.items():
+        expected = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
+        assert converted[key].dtype == expected.dtype and torch.equal(converted[key], expected), key

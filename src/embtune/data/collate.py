@@ -1,12 +1,10 @@
-"""Build a padded batch from cached token ids: one Arrow ``take`` and numpy padding, no re-tokenization."""
+"""Build a padded batch from cached token ids: rows sliced out of the memory map, numpy padding, no re-tokenization."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
@@ -46,10 +44,11 @@ def collate(prepared: PreparedDataset, indices: list[int]) -> Batch:
     the same rendered texts, per role.
     """
     index = np.asarray(indices, dtype=np.int64)
-    rows = prepared.token_table.take(pa.array(index))  # one Arrow take for all roles
+    if index.size and (index.min() < 0 or index.max() >= prepared.num_rows):
+        raise IndexError(f"row index out of range for {prepared.num_rows} rows")
     features: dict[str, dict[str, Tensor]] = {}
     for role in prepared.roles:
-        ids, mask = _pad(rows.column(role), prepared.pad_token_id)
+        ids, mask = _pad(prepared.token_rows.rows(role, index), prepared.pad_token_id)
         feats = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if prepared.uses_token_type_ids:
             feats["token_type_ids"] = torch.zeros_like(feats["input_ids"])  # single-text inputs: segment 0
@@ -58,13 +57,12 @@ def collate(prepared: PreparedDataset, indices: list[int]) -> Batch:
     return Batch(features, labels)
 
 
-def _pad(column: pa.ChunkedArray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T) int64 ids and attention mask from a list<int32> column, right-padded."""
-    lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+def _pad(rows: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T) int64 ids and attention mask from each row's ids, right-padded to the longest."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
     width = int(lengths.max()) if len(lengths) else 0
-    mask = np.arange(width) < lengths[:, None]  # (B, T): True on real tokens, row-major like `values`
-    ids = np.full((len(lengths), width), pad_id, dtype=np.int64)
-    ids[mask] = values
-    return ids, mask.astype(np.int64)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+    mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
+    return ids, mask

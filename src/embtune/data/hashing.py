@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -34,3 +35,63 @@ def hash_texts(texts: list[str]) -> np.ndarray:
             return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
     return np.fromiter((digest(t.encode("utf-8")) for t in texts), dtype=np.uint64, count=len(texts))
+
+
+_SLOTS_PER_KEY = 16  # bitmap slots per key: ~6 % of keys land on a used slot and get the exact check
+
+
+def shared_key_rows(chunks: Callable[[], Iterable[tuple[int, np.ndarray]]], num_rows: int) -> np.ndarray:
+    """Sorted indices of the rows that share a key with another row (a key repeated inside one row does not count).
+
+    Rows outside this set can never clash with any other row, so the no-duplicates sampler and the duplicate
+    count only look at the rows inside it. Memory is two bitmaps of 2 bytes per key plus the candidates, never
+    a sort of all keys: pass one marks each key's slot once or twice; pass two collects the keys on slots marked
+    twice and compares those exactly.
+
+    Args:
+        chunks: called twice; each call iterates ``(first_row, keys)`` over consecutive chunks of the
+            (num_rows, num_columns) integer key array (``npy_io.read_chunks``, or slices of an array).
+        num_rows: the number of rows.
+
+    >>> keys = np.array([[1, 1], [2, 3], [4, 5], [5, 6]], dtype=np.uint64)
+    >>> shared_key_rows(lambda: [(0, keys)], 4).tolist()
+    [2, 3]
+    """
+    width = next((int(np.prod(c.shape[1:])) for _, c in chunks() if len(c)), 0)  # keys per row
+    if width == 0 or num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    bits = max(1 << 16, 1 << int(np.ceil(np.log2(num_rows * width * _SLOTS_PER_KEY))))
+    once, twice = np.zeros(bits // 8, dtype=np.uint8), np.zeros(bits // 8, dtype=np.uint8)
+    mask = np.uint64(bits - 1)
+    for _, chunk in chunks():
+        slots, _ = _row_distinct(chunk, mask)
+        slots, counts = np.unique(slots, return_counts=True)
+        byte, bit = slots >> 3, (np.uint8(1) << (slots & 7).astype(np.uint8))
+        again = ((once[byte] & bit) != 0) | (counts > 1)
+        np.bitwise_or.at(twice, byte[again], bit[again])
+        np.bitwise_or.at(once, byte, bit)
+    del once
+    keys_found, rows_found = [], []
+    for first, chunk in chunks():
+        slots, (rows, cols) = _row_distinct(chunk, mask)
+        hit = (twice[slots >> 3] & (np.uint8(1) << (slots & 7).astype(np.uint8))) != 0
+        keys_found.append(np.asarray(chunk, dtype=np.uint64)[rows[hit], cols[hit]])
+        rows_found.append(rows[hit].astype(np.int64) + first)
+    keys, rows = np.concatenate(keys_found), np.concatenate(rows_found)
+    order = np.argsort(keys, kind="stable")
+    keys, rows = keys[order], rows[order]
+    repeated = np.zeros(len(keys), dtype=bool)
+    same = keys[1:] == keys[:-1]  # keys are distinct inside a row, so equal neighbours are different rows
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    return np.unique(rows[repeated])
+
+
+def _row_distinct(chunk: np.ndarray, mask: np.uint64) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Bitmap slots of the keys of ``chunk``, each key once per row; and the (row, column) of each."""
+    keys = np.asarray(chunk, dtype=np.uint64).reshape(len(chunk), -1)
+    keep = np.ones(keys.shape, dtype=bool)
+    for j in range(1, keys.shape[1]):  # drop a key that already appears earlier in the same row
+        keep[:, j] = (keys[:, :j] != keys[:, j : j + 1]).all(axis=1)
+    rows, cols = np.nonzero(keep)
+    return keys[rows, cols] & mask, (rows, cols)

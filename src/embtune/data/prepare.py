@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ from ..roles import NeedsRoles
 from ..utils.atomic import atomic_dir
 from ..utils.text_cap import cap_texts
 from .columns import ColumnRoles, check_columns, check_roles_for
-from .hashing import hash_texts
+from .hashing import hash_texts, shared_key_rows
+from .npy_io import NpyWriter, read_chunks
 from .render import PerRole, check_per_role, column_kind, for_role, render_column
-from .sources import dataset_name, file_fingerprint, load_table, split_path
+from .sources import dataset_name, file_fingerprint, load_table, split_path, stream_batches
+from .token_rows import TokenRows
 from .validate import (
     check_texts,
     count_duplicate_rows,
@@ -38,7 +41,7 @@ from .validate import (
     warn_truncated,
 )
 
-_CACHE_VERSION = 2  # 2: per-array .npy files (memory-mapped) instead of arrays.npz
+_CACHE_VERSION = 3  # 2: per-array .npy files (memory-mapped) instead of arrays.npz; 3: shared_rows, meta hashes
 _BATCH_ROWS = 1000  # rows rendered and tokenized per tokenizer call
 
 
@@ -89,6 +92,8 @@ class PreparedDataset:
         tokens: one ``list<int32>`` column of input ids per role, memory-mapped from the cache.
         lengths: (num_rows, n_roles) int32 token counts (special tokens included, after truncation).
         row_keys: (num_rows, n_roles) uint64 hashes of the rendered texts, without prompts.
+        shared_rows: sorted indices of the rows sharing a text with another row (``hashing.shared_key_rows``).
+        content_hash: SHA-256 (32 hex digits) of the row keys and labels in row order: what a resume compares.
         labels: (num_rows,) float32 labels (or (num_rows, k) for list labels), None without a label.
         truncated_count: how many texts were longer than max_seq_length and were cut.
         duplicate_count: how many rows repeat an earlier row exactly.
@@ -104,6 +109,8 @@ class PreparedDataset:
     tokens: datasets.Dataset = field(repr=False)
     lengths: np.ndarray = field(repr=False)
     row_keys: np.ndarray = field(repr=False)
+    shared_rows: np.ndarray = field(repr=False)
+    content_hash: str
     labels: np.ndarray | None = field(repr=False)
     truncated_count: int
     duplicate_count: int
@@ -116,6 +123,11 @@ class PreparedDataset:
     def num_rows(self) -> int:
         """Number of training rows."""
         return len(self.lengths)
+
+    @cached_property
+    def token_rows(self) -> TokenRows:
+        """Row access to ``tokens`` that reads only the rows asked for (collate gathers through it)."""
+        return TokenRows(self.token_table)
 
     @property
     def token_table(self) -> pa.Table:
@@ -166,9 +178,6 @@ def prepare_dataset(
     role_names = list(roles.text_roles)
     check_per_role(spec.template, role_names, f"{path}: template")
     check_per_role(spec.prompt, role_names, f"{path}: prompt")
-    validate_table(
-        table, roles, label_spec=needs.label if needs is not None else None, path=path, batch_size=batch_size
-    )
 
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
@@ -176,15 +185,22 @@ def prepare_dataset(
             f"{type(tokenizer).__name__} has no pad token; set one before preparing data, e.g. "
             "tokenizer.pad_token = tokenizer.eos_token"
         )
+    label_spec = needs.label if needs is not None else None
     key = _cache_key(spec, tokenizer, max_seq_length)
     entry = cache_root / "prepared" / f"{spec.display_name}-{key[:16]}"
-    if not (entry / "meta.json").exists():
-        _build_entry(entry, table, spec, tokenizer, max_seq_length, path)
+    cached = (entry / "meta.json").exists()
+    if not cached:
+        validate_table(table, roles, label_spec=label_spec, path=path, batch_size=batch_size,
+                       batches=stream_batches(source_ds, spec.max_rows))
+        _build_entry(entry, source_ds, table, spec, tokenizer, max_seq_length, path)
     meta = json.loads((entry / "meta.json").read_text())
     arrays = _load_arrays(entry)  # memory-mapped: per-row arrays of millions of rows stay on disk
     labels = arrays.get("labels")
+    if cached:  # its texts passed the checks when it was built; the row count and labels depend on the run
+        validate_table(table, roles, label_spec=label_spec, path=path, batch_size=batch_size, batches=(),
+                       labels=labels)
 
-    duplicates = count_duplicate_rows(arrays["row_keys"], labels)
+    duplicates = int(meta["duplicate_count"])
     warn_duplicates(duplicates, table.num_rows, path)
     warn_truncated(meta["truncated_count"], table.num_rows * len(role_names), max_seq_length, path)
     columns = dict(roles.text_roles) | ({"label": roles.label} if roles.label is not None else {})
@@ -196,6 +212,8 @@ def prepare_dataset(
         tokens=datasets.Dataset.from_file(str(entry / "tokens.arrow"), in_memory=False),
         lengths=arrays["lengths"],
         row_keys=arrays["row_keys"],
+        shared_rows=arrays["shared_rows"],
+        content_hash=str(meta["content_hash"]),
         labels=labels,
         truncated_count=int(meta["truncated_count"]),
         duplicate_count=duplicates,
@@ -242,58 +260,72 @@ def _cache_key(spec: DatasetSpec, tokenizer: Any, max_seq_length: int) -> str:
 
 
 def _build_entry(
-    entry: Path, table: pa.Table, spec: DatasetSpec, tokenizer: Any, max_seq_length: int, path: Path
+    entry: Path, source: datasets.Dataset, table: pa.Table, spec: DatasetSpec, tokenizer: Any, max_seq_length: int,
+    path: Path,
 ) -> None:
-    """Render and tokenize in batches, stream the ids into ``tokens.arrow``; write arrays and meta last.
+    """Render and tokenize in batches, streaming the ids into ``tokens.arrow`` and the per-row token counts and
+    text hashes into ``.npy`` files; then the rows that share a text, the duplicate count and the content hash
+    (read back a chunk at a time), and meta last. Memory stays one batch whatever the number of rows.
 
     The entry appears in one rename. When two processes (DDP ranks) build the same entry, the last one
     replaces an identical folder; a rank that already memory-mapped the first keeps its open files.
     """
     text_roles = spec.columns.text_roles
     schema = pa.schema([(role, pa.list_(pa.int32())) for role in text_roles])
-    lengths, keys, truncated = [], [], 0
+    num_rows, width, truncated = table.num_rows, len(text_roles), 0
     with atomic_dir(entry) as partial:  # a crash never leaves a half-written entry; another rank may win
         with (
             pa.OSFile(str(partial / "tokens.arrow"), "wb") as sink,
             pa.ipc.new_stream(sink, schema) as writer,
+            NpyWriter(partial / "lengths.npy", (num_rows, width), np.int32) as lengths,
+            NpyWriter(partial / "row_keys.npy", (num_rows, width), np.uint64) as keys,
         ):
             start = 0
-            for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
-                columns, batch_lengths, batch_keys = [], [], []
-                for role, column in text_roles.items():
-                    texts = _render(batch.column(column), column, for_role(spec.template, role), path, start)
-                    if column_kind(batch.column(column).type) == "dict":
-                        check_texts(
-                            pa.array(texts, pa.string()), column=column, role=role, path=path, first_row=start
+            for big in stream_batches(source, spec.max_rows):
+                for offset in range(0, big.num_rows, _BATCH_ROWS):
+                    batch = big.slice(offset, _BATCH_ROWS)
+                    columns, batch_lengths, batch_keys = [], [], []
+                    for role, column in text_roles.items():
+                        texts = _render(batch.column(column), column, for_role(spec.template, role), path, start)
+                        if column_kind(batch.column(column).type) == "dict":
+                            check_texts(
+                                pa.array(texts, pa.string()), column=column, role=role, path=path, first_row=start
+                            )
+                        batch_keys.append(hash_texts(texts))
+                        prompt = for_role(spec.prompt, role) or ""
+                        ids, n_cut = _tokenize(
+                            [prompt + t for t in texts] if prompt else texts, tokenizer, max_seq_length
                         )
-                    batch_keys.append(hash_texts(texts))
-                    prompt = for_role(spec.prompt, role) or ""
-                    ids, n_cut = _tokenize(
-                        [prompt + t for t in texts] if prompt else texts, tokenizer, max_seq_length
-                    )
-                    truncated += n_cut
-                    columns.append(ids)
-                    batch_lengths.append(np.diff(ids.offsets.to_numpy()).astype(np.int32))
-                writer.write_batch(pa.record_batch(columns, schema=schema))
-                lengths.append(np.stack(batch_lengths, axis=1))
-                keys.append(np.stack(batch_keys, axis=1).astype(np.uint64))
-                start += batch.num_rows
-        arrays = {"lengths": np.concatenate(lengths), "row_keys": np.concatenate(keys)}
+                        truncated += n_cut
+                        columns.append(ids)
+                        batch_lengths.append(np.diff(ids.offsets.to_numpy()).astype(np.int32))
+                    writer.write_batch(pa.record_batch(columns, schema=schema))
+                    lengths.write(np.stack(batch_lengths, axis=1))
+                    keys.write(np.stack(batch_keys, axis=1))
+                    start += batch.num_rows
+        labels = None
         if spec.columns.label is not None:
-            arrays["labels"] = label_array(
-                table.column(spec.columns.label), column=spec.columns.label, path=path
-            )
-        for name, values in arrays.items():  # one .npy per array, so it can be memory-mapped
-            np.save(partial / f"{name}.npy", values)
-        (partial / "meta.json").write_text(
-            json.dumps({"truncated_count": truncated, "num_rows": table.num_rows})
-        )
+            labels = label_array(table.column(spec.columns.label), column=spec.columns.label, path=path)
+            np.save(partial / "labels.npy", labels)
+        shared = shared_key_rows(lambda: read_chunks(partial / "row_keys.npy"), num_rows)
+        np.save(partial / "shared_rows.npy", shared)
+        digest = hashlib.sha256()  # the bytes of row_keys then labels, as fingerprint.content_hash hashes them
+        for _, chunk in read_chunks(partial / "row_keys.npy"):
+            digest.update(chunk.tobytes())
+        if labels is not None:
+            digest.update(np.ascontiguousarray(labels, dtype=np.float32).tobytes())
+        shared_keys = np.load(partial / "row_keys.npy", mmap_mode="r")[shared]  # a duplicate row shares its texts
+        duplicates = count_duplicate_rows(shared_keys, None if labels is None else labels[shared])
+        (partial / "meta.json").write_text(json.dumps({
+            "truncated_count": truncated, "num_rows": num_rows, "duplicate_count": duplicates,
+            "content_hash": digest.hexdigest()[:32],
+        }))
 
 
 def _load_arrays(entry: Path) -> dict[str, np.ndarray]:
     """lengths, row_keys (and labels) of a cache entry, memory-mapped read-only."""
     return {name: np.load(entry / f"{name}.npy", mmap_mode="r")
-            for name in ("lengths", "row_keys", "labels") if (entry / f"{name}.npy").is_file()}
+            for name in ("lengths", "row_keys", "shared_rows", "labels") if (entry / f"{name}.npy").is_file()}
 
 
 def _render(values: pa.Array, column: str, template: str | None, path: Path, first_row: int = 0) -> list[str]:

@@ -132,6 +132,34 @@ def _as_text(path: Path, dataset: datasets.Dataset, columns: tuple[str, ...]) ->
     return datasets.Dataset(table)
 
 
+def stream_batches(dataset: datasets.Dataset, max_rows: int | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of ``dataset`` (its first ``max_rows`` rows), for one pass over a large table.
+
+    A table ``load_table`` parsed into the cache is read back from its Arrow files with ordinary reads,
+    one batch in memory at a time: through the memory map every page a pass touches would stay counted in
+    the process's resident memory (the whole table, after a full pass). Any other table is sliced in memory.
+    """
+    limit = dataset.num_rows if max_rows is None else min(max_rows, dataset.num_rows)
+    files = [entry["filename"] for entry in dataset.cache_files]
+    file_backed = bool(files) and dataset._indices is None  # noqa: SLF001 - no row selection on top of the files
+    if file_backed:
+        counts = [pa.ipc.open_stream(pa.memory_map(f)).read_all().num_rows for f in files]  # metadata only
+        file_backed = sum(counts) == dataset.num_rows
+    if not file_backed:
+        yield from dataset.data.table.slice(0, limit).to_batches()
+        return
+    left = limit
+    names = dataset.column_names
+    for name in files:
+        with pa.OSFile(name) as source:
+            for batch in pa.ipc.open_stream(source):
+                if left <= 0:
+                    return
+                batch = batch.slice(0, left) if batch.num_rows > left else batch
+                left -= batch.num_rows
+                yield batch.select(names)
+
+
 def load_lines(path: str | os.PathLike[str]) -> list[str]:
     """The non-blank lines of a plain text file (one text per line), with ``load_table``'s file checks.
 
@@ -531,4 +559,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-__all__ = ["FORMATS", "check_text_file", "dataset_name", "file_fingerprint", "load_lines", "load_table", "split_path"]
+__all__ = [
+    "FORMATS", "check_text_file", "dataset_name", "file_fingerprint", "load_lines", "load_table", "split_path",
+    "stream_batches",
+]

@@ -7,6 +7,7 @@ that are suspicious but trainable are warnings (``DataWarning``): duplicate rows
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,8 @@ def validate_table(
     label_spec: LabelSpec | None = None,
     path: object = None,
     batch_size: int | None = None,
+    batches: Iterable[pa.RecordBatch] | None = None,
+    labels: np.ndarray | None = None,
 ) -> None:
     """Raise EmbtuneError on the first problem that would break or silently spoil training.
 
@@ -41,15 +44,25 @@ def validate_table(
         label_spec: the loss's LabelSpec; None skips the range check.
         path: the source file, for messages.
         batch_size: the training batch size, or None to skip the row-count check.
+        batches: the table's record batches in order, checked one at a time (``sources.stream_batches``:
+            a large table is never held whole); None checks ``table.to_batches()``; ``()`` skips the text
+            checks (a cached table that passed them before).
+        labels: the labels already parsed by ``label_array`` (from the cache); None parses the label column.
     """
     if batch_size is not None and table.num_rows < batch_size:
         raise EmbtuneError(
             f"{path}: has {table.num_rows} rows, fewer than one batch ({batch_size}); add data or lower batch_size"
         )
-    for role, column in roles.text_roles.items():
-        check_texts(table.column(column), column=column, role=role, path=path)
+    for role, column in roles.text_roles.items():  # the type check needs no rows
+        _check_text_type(table.schema.field(column).type, column=column, role=role, path=path)
+    first_row = 0
+    for batch in table.to_batches() if batches is None else batches:
+        for role, column in roles.text_roles.items():
+            check_texts(batch.column(column), column=column, role=role, path=path, first_row=first_row)
+        first_row += batch.num_rows
     if roles.label is not None:
-        labels = label_array(table.column(roles.label), column=roles.label, path=path)
+        if labels is None:
+            labels = label_array(table.column(roles.label), column=roles.label, path=path)
         if label_spec is not None:
             bad = first_bad_label(label_spec, labels)
             if bad is not None:
@@ -60,6 +73,14 @@ def validate_table(
                 )
 
 
+def _check_text_type(value_type: pa.DataType, *, column: str, role: str, path: object) -> None:
+    if column_kind(value_type) not in ("string", "dict"):
+        raise EmbtuneError(
+            f"{path}, column {column!r} ({role}): holds {value_type} values, not text; map a column of texts "
+            f"to {role}"
+        )
+
+
 def check_texts(
     values: pa.Array | pa.ChunkedArray, *, column: str, role: str, path: object = None, first_row: int = 0
 ) -> None:
@@ -68,11 +89,7 @@ def check_texts(
     Dict (record) columns are only checked for missing records here; call this again on the rendered texts.
     """
     kind = column_kind(values.type)
-    if kind not in ("string", "dict"):
-        raise EmbtuneError(
-            f"{path}, column {column!r} ({role}): holds {values.type} values, not text; map a column of texts "
-            f"to {role}"
-        )
+    _check_text_type(values.type, column=column, role=role, path=path)
     missing = _first(values.is_null())
     if missing is not None:
         raise EmbtuneError(

@@ -5,7 +5,7 @@ memory-mapped float32 file while the bf16 copies are built, so a 568M-parameter 
 2.3 GB of mapped file + 1.1 GB of parameters. From a bf16 file of the same names it maps the weights without
 a conversion, so the peak is the bf16 model. The copy is made here with one read of each tensor (the source
 file is re-opened per tensor, so its pages never pile up) and written in the safetensors format directly, so
-converting also stays at about one tensor of extra memory.
+converting stays at about 64 MB of extra memory (large tensors are read in slices of rows).
 
 The copy lives in ``<cache>/bf16-weights/<key>/``, keyed by the source files' paths, sizes and modification
 times; it holds only ``config.json``, the converted weight files and a shard index if there is one (the
@@ -30,6 +30,7 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF
            "BOOL": torch.bool}
 _NAMES = {v: k for k, v in _DTYPES.items()}
 _FLOAT = ("F64", "F32", "F16")
+_CHUNK_BYTES = 64 << 20  # source bytes read and converted at a time
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -89,10 +90,7 @@ def _write_bf16(source: Path, dest: Path) -> None:
     for key in keys:
         dtype, shape = specs[key]
         out = "BF16" if dtype in _FLOAT else dtype
-        numel = 1
-        for size in shape:
-            numel *= size
-        nbytes = numel * torch.empty((), dtype=_DTYPES[out]).element_size()
+        nbytes = _numel(shape) * _DTYPES[out].itemsize
         header[key] = {"dtype": out, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         plan.append((key, out))
         offset += nbytes
@@ -102,9 +100,20 @@ def _write_bf16(source: Path, dest: Path) -> None:
         fh.write(struct.pack("<Q", len(raw)))
         fh.write(raw)
         for key, out in plan:
-            with safe_open(str(source), framework="pt") as handle:  # re-opened: its mapped pages are released
-                tensor = handle.get_tensor(key)
-            tensor = tensor.to(_DTYPES[out]).contiguous()
-            if tensor.numel():
-                fh.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
-            del tensor
+            shape = specs[key][1]
+            row_bytes = _DTYPES[specs[key][0]].itemsize * (1 if len(shape) < 2 else _numel(shape[1:]))
+            step = max(1, _CHUNK_BYTES // max(row_bytes, 1))  # rows per read: a 1 GB embedding matrix in pieces
+            for start in range(0, shape[0] if shape else 1, step):
+                with safe_open(str(source), framework="pt") as handle:  # re-opened: its mapped pages are released
+                    tensor = handle.get_slice(key)[start : start + step] if shape else handle.get_tensor(key)
+                tensor = tensor.to(_DTYPES[out]).contiguous()
+                if tensor.numel():
+                    fh.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
+                del tensor
+
+
+def _numel(shape: list[int]) -> int:
+    numel = 1
+    for size in shape:
+        numel *= size
+    return numel

@@ -76,15 +76,27 @@ def duplicate_findings(report: DatasetReport, rows: list[str], texts: dict[str, 
     return len(exact)
 
 
+_TOKENIZE_CHUNK = 4096  # texts per tokenizer call: a call's encodings cost ~5 KB per text until freed
+
+
+def token_counts(texts: Sequence[str], tokenizer: Any) -> np.ndarray:
+    """Untruncated token count of each text (special tokens included), tokenized a chunk at a time so that
+    only the counts outlive a call, whatever the number of texts."""
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), _TOKENIZE_CHUNK):
+        ids = tokenizer(list(texts[start : start + _TOKENIZE_CHUNK]), add_special_tokens=True, truncation=False,
+                        verbose=False, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lengths[start : start + len(ids)] = [len(x) for x in ids]
+    return lengths
+
+
 def truncation_findings(report: DatasetReport, texts: dict[str, list[str]], prompts: dict[str, str],
                         tokenizer: Any, max_seq_length: int) -> int:
     """Per column: texts longer than max_seq_length tokens and the share of tokens cut. Returns the count."""
     total_cut = 0
     for column, values in texts.items():
         prompt = prompts.get(column) or ""
-        ids = tokenizer([prompt + v for v in values], add_special_tokens=True, truncation=False, verbose=False,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        lengths = token_counts([prompt + v for v in values], tokenizer)
         cut = lengths > max_seq_length
         if cut.any():
             lost = float((lengths - max_seq_length).clip(min=0).sum() / max(lengths.sum(), 1))

@@ -7,10 +7,12 @@ Near duplicates use MinHash over word 3-gram shingles (character 5-grams for tex
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -43,10 +45,16 @@ def minhash_available() -> bool:
     return True
 
 
-def _minhashes(texts: Iterable[str]):
+_MINHASH_CHUNK = 2048  # texts hashed per MinHash.bulk call: shingles live for one chunk only
+
+
+def _minhashes(texts: Iterable[str]) -> Iterator[Any]:
+    """MinHash of each text, computed a chunk at a time (lazily: the caller keeps what it needs)."""
     from datasketch import MinHash
 
-    return MinHash.bulk([list(_shingles(t)) for t in texts], num_perm=NUM_PERM)
+    iterator = iter(texts)
+    while chunk := [list(_shingles(t)) for t in itertools.islice(iterator, _MINHASH_CHUNK)]:
+        yield from MinHash.bulk(chunk, num_perm=NUM_PERM)
 
 
 def near_duplicate_rows(texts: Sequence[str], threshold: float = 0.9) -> list[int] | None:

@@ -174,7 +174,9 @@ def build_sampler(data: list[TrainData], args: TrainArgs, rank: int, world_size:
         }
         lengths = d.train.lengths.max(axis=1) if args.group_by_length else None
         if args.batch_sampler == "no_duplicates":
-            samplers.append(NoDuplicatesBatchSampler(d.train.row_keys, lengths=lengths, **common))
+            samplers.append(NoDuplicatesBatchSampler(
+                d.train.row_keys, lengths=lengths, shared_rows=d.train.shared_rows, **common
+            ))
         elif args.batch_sampler == "group_by_label":
             if d.train.labels is None:
                 raise EmbtuneError(

@@ -87,8 +87,12 @@ def window_sort_by_length(order: np.ndarray, lengths: np.ndarray, window_rows: i
 
     Rows never leave their window, so the result stays as random as ``order`` at the window scale.
     """
-    window_id = np.arange(order.size) // window_rows
-    return order[np.lexsort((lengths[order], window_id))]
+    out = np.empty_like(order)
+    step = window_rows * max(1, (1 << 16) // window_rows)  # whole windows at a time: bounded temporaries
+    for start in range(0, order.size, step):
+        part = order[start : start + step]
+        out[start : start + step] = part[np.lexsort((lengths[part], np.arange(part.size) // window_rows))]
+    return out
 
 
 def check_lengths(lengths: np.ndarray | None, num_rows: int, length_window: int) -> np.ndarray | None:
@@ -103,7 +107,7 @@ def check_lengths(lengths: np.ndarray | None, num_rows: int, length_window: int)
             f"lengths must be an integer array of shape ({num_rows},), one token count per row; "
             f"got dtype {lengths.dtype} and shape {lengths.shape}."
         )
-    return lengths.astype(np.int64, copy=False)
+    return lengths  # any integer dtype: only compared and sorted, never summed
 
 
 class PlannedBatchSampler:

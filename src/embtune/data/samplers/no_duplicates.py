@@ -8,16 +8,18 @@ this sampler only compares the hashes.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
 from ...errors import EmbtuneError
+from ..hashing import shared_key_rows
 from .base import PlannedBatchSampler, check_lengths, window_sort_by_length
 
 
 def _pack_without_duplicates(
-    order: list[int], keys: list[list[int]], size: int
-) -> tuple[list[int], list[int]]:
+    order: np.ndarray, row_keys: np.ndarray, shared: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedily cut ``order`` into batches of ``size`` rows with no key shared by two rows of a batch.
 
     A row that clashes with the batch being filled waits in a queue filed under the key it clashed on
@@ -26,47 +28,83 @@ def _pack_without_duplicates(
     step, which keeps heavily repeated texts cheap. Rows of the same batch may repeat a key among their
     own columns (anchor == positive); only keys of different rows are compared.
 
+    Only the rows in ``shared`` (those sharing a key with another row, ``hashing.shared_key_rows``) can
+    ever clash, so only their keys are read; runs of other rows are copied a batch at a time. The plan is
+    the one a row-by-row greedy pass over every key gives.
+
     Returns:
         ``(rows, sizes)``: the full batches first (in the order they were filled), then the short ones.
     """
-    full: list[int] = []
+    n = order.size
+    risky = np.zeros(len(row_keys), dtype=bool)
+    risky[shared] = True
+    risky_at = np.flatnonzero(risky[order])  # positions in ``order`` of the rows that may clash
+    del risky
+    full = np.empty(n, dtype=np.int64)
+    filled = 0
     short: list[int] = []
     short_sizes: list[int] = []
     waiting: dict[int, deque[int]] = {}
-    stream = iter(order)
+    cached: dict[int, tuple[int, ...]] = {}
+
+    def keys(row: int) -> tuple[int, ...]:
+        if row not in cached:
+            cached[row] = tuple(dict.fromkeys(np.asarray(row_keys[row]).reshape(-1).tolist()))
+        return cached[row]
+
+    pos = nxt = 0  # stream position; index into risky_at of the next row that may clash
     while True:
+        next_risky = int(risky_at[nxt]) if nxt < len(risky_at) else n
+        if not waiting:  # whole batches before the next row that may clash: copied as they are
+            whole = (next_risky - pos) // size * size
+            full[filled : filled + whole] = order[pos : pos + whole]
+            filled, pos = filled + whole, pos + whole
         batch: list[int] = []
         seen: set[int] = set()
-        for key in list(waiting):
-            queue = waiting.get(key)
-            while queue and len(batch) < size and key not in seen:
-                row = queue.popleft()
-                if seen.isdisjoint(keys[row]):
-                    batch.append(row)
-                    seen.update(keys[row])
-                else:  # blocked by another key this time: file it there
-                    waiting.setdefault(next(k for k in keys[row] if k in seen), deque()).append(row)
-            if queue is not None and not queue:
-                del waiting[key]
-            if len(batch) == size:
-                break
-        if len(batch) < size:
-            for row in stream:
-                if seen.isdisjoint(keys[row]):
-                    batch.append(row)
-                    seen.update(keys[row])
-                    if len(batch) == size:
-                        break
-                else:
-                    waiting.setdefault(next(k for k in keys[row] if k in seen), deque()).append(row)
+        _take_waiting(waiting, keys, batch, seen, size)
+        while len(batch) < size and pos < n:
+            next_risky = int(risky_at[nxt]) if nxt < len(risky_at) else n
+            if pos < next_risky:  # rows that cannot clash: take as many as fit
+                take = min(size - len(batch), next_risky - pos)
+                batch.extend(order[pos : pos + take].tolist())
+                pos += take
+                continue
+            row = int(order[pos])
+            pos, nxt = pos + 1, nxt + 1
+            if seen.isdisjoint(keys(row)):
+                batch.append(row)
+                seen.update(keys(row))
+            else:
+                waiting.setdefault(next(k for k in keys(row) if k in seen), deque()).append(row)
         if len(batch) == size:
-            full.extend(batch)
+            full[filled : filled + size] = batch
+            filled += size
             continue
         if batch:  # the stream is exhausted and the waiting rows cannot fill a batch
             short.extend(batch)
             short_sizes.append(len(batch))
         if not waiting:
-            return full + short, [size] * (len(full) // size) + short_sizes
+            rows = np.concatenate([full[:filled], np.asarray(short, dtype=np.int64)])
+            return rows, np.asarray([size] * (filled // size) + short_sizes, dtype=np.int64)
+
+
+def _take_waiting(
+    waiting: dict[int, deque[int]], keys: Callable[[int], tuple[int, ...]], batch: list[int], seen: set[int], size: int
+) -> None:
+    """Fill ``batch`` from the waiting queues first (oldest key first); rows blocked again are re-filed."""
+    for key in list(waiting):
+        queue = waiting.get(key)
+        while queue and len(batch) < size and key not in seen:
+            row = queue.popleft()
+            if seen.isdisjoint(keys(row)):
+                batch.append(row)
+                seen.update(keys(row))
+            else:  # blocked by another key this time: file it there
+                waiting.setdefault(next(k for k in keys(row) if k in seen), deque()).append(row)
+        if queue is not None and not queue:
+            del waiting[key]
+        if len(batch) == size:
+            break
 
 
 class NoDuplicatesBatchSampler(PlannedBatchSampler):
@@ -80,7 +118,7 @@ class NoDuplicatesBatchSampler(PlannedBatchSampler):
     placed after all full batches. ``drop_last=True`` drops those short batches (and their rows).
 
     The epoch's batch plan is computed eagerly at the first ``len()`` or iteration of an epoch (one
-    greedy pass in Python, about 0.1-0.2 s per 100k rows), so ``len()`` is exact.
+    greedy pass that reads only the keys of rows sharing a text with another row), so ``len()`` is exact.
 
     Args:
         row_keys: (num_rows, num_text_columns) integer hashes, e.g. ``np.stack([hash_texts(col) for col
@@ -90,6 +128,8 @@ class NoDuplicatesBatchSampler(PlannedBatchSampler):
             windows of ``length_window`` global batches before packing, and the full batches are then
             shuffled. The no-duplicates guarantee still holds (packing happens after the sort).
         length_window: window size in global batches (``length_window * batch_size * world_size`` rows).
+        shared_rows: the rows that share a key with another row (``hashing.shared_key_rows``; a prepared
+            dataset stores them); None computes them from ``row_keys``.
 
     >>> keys = np.array([[1, 10], [1, 11], [2, 12], [3, 13]])  # rows 0 and 1 share the text hashed to 1
     >>> batches = list(NoDuplicatesBatchSampler(keys, batch_size=2))
@@ -107,9 +147,10 @@ class NoDuplicatesBatchSampler(PlannedBatchSampler):
         world_size: int = 1,
         lengths: np.ndarray | None = None,
         length_window: int = 50,
+        shared_rows: np.ndarray | None = None,
     ) -> None:
         super().__init__(batch_size, drop_last=drop_last, seed=seed, rank=rank, world_size=world_size)
-        row_keys = np.asarray(row_keys)
+        row_keys = np.asarray(row_keys)  # a view of a memory-mapped array, not a copy
         if row_keys.ndim == 1:
             row_keys = row_keys[:, None]
         if row_keys.ndim != 2 or not np.issubdtype(row_keys.dtype, np.integer):
@@ -118,7 +159,13 @@ class NoDuplicatesBatchSampler(PlannedBatchSampler):
                 f"np.stack([hash_texts(c) for c in columns], axis=1); got {row_keys.dtype} {row_keys.shape}."
             )
         self.num_rows = row_keys.shape[0]
-        self._keys: list[list[int]] = row_keys.tolist()  # Python ints: the packing loop hashes them
+        self._keys = row_keys  # may be memory-mapped: only the rows that share a key are ever read
+        if shared_rows is None:
+            step = 1 << 16
+            shared_rows = shared_key_rows(
+                lambda: ((s, row_keys[s : s + step]) for s in range(0, self.num_rows, step)), self.num_rows
+            )
+        self._shared = np.asarray(shared_rows, dtype=np.int64)
         self.lengths = check_lengths(lengths, self.num_rows, length_window)
         self.length_window = length_window
 
@@ -127,9 +174,7 @@ class NoDuplicatesBatchSampler(PlannedBatchSampler):
         order = rng.permutation(self.num_rows)
         if self.lengths is not None:
             order = window_sort_by_length(order, self.lengths, self.length_window * g)
-        rows_list, sizes_list = _pack_without_duplicates(order.tolist(), self._keys, g)
-        rows = np.asarray(rows_list, dtype=np.int64)
-        sizes = np.asarray(sizes_list, dtype=np.int64)
+        rows, sizes = _pack_without_duplicates(order, self._keys, self._shared, g)
         if self.lengths is not None:
             num_full = int((sizes == g).sum())
             full = rows[: num_full * g].reshape(num_full, g)[rng.permutation(num_full)]
