@@ -60,11 +60,11 @@ def shared_key_rows(chunks: Callable[[], Iterable[tuple[int, np.ndarray]]], num_
     width = next((int(np.prod(c.shape[1:])) for _, c in chunks() if len(c)), 0)  # keys per row
     if width == 0 or num_rows == 0:
         return np.zeros(0, dtype=np.int64)
-    bits = max(1 << 16, 1 << int(np.ceil(np.log2(num_rows * width * _SLOTS_PER_KEY))))
+    bits = max(1 << 16, -(-num_rows * width * _SLOTS_PER_KEY // 8) * 8)
     once, twice = np.zeros(bits // 8, dtype=np.uint8), np.zeros(bits // 8, dtype=np.uint8)
-    mask = np.uint64(bits - 1)
+    modulus = np.uint64(bits)  # slot = key mod bits (the keys are uniform 64-bit hashes)
     for _, chunk in chunks():
-        slots, _ = _row_distinct(chunk, mask)
+        slots, _ = _row_distinct(chunk, modulus)
         slots, counts = np.unique(slots, return_counts=True)
         byte, bit = slots >> 3, (np.uint8(1) << (slots & 7).astype(np.uint8))
         again = ((once[byte] & bit) != 0) | (counts > 1)
@@ -73,7 +73,7 @@ def shared_key_rows(chunks: Callable[[], Iterable[tuple[int, np.ndarray]]], num_
     del once
     keys_found, rows_found = [], []
     for first, chunk in chunks():
-        slots, (rows, cols) = _row_distinct(chunk, mask)
+        slots, (rows, cols) = _row_distinct(chunk, modulus)
         hit = (twice[slots >> 3] & (np.uint8(1) << (slots & 7).astype(np.uint8))) != 0
         keys_found.append(np.asarray(chunk, dtype=np.uint64)[rows[hit], cols[hit]])
         rows_found.append(rows[hit].astype(np.int64) + first)
@@ -87,11 +87,11 @@ def shared_key_rows(chunks: Callable[[], Iterable[tuple[int, np.ndarray]]], num_
     return np.unique(rows[repeated])
 
 
-def _row_distinct(chunk: np.ndarray, mask: np.uint64) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _row_distinct(chunk: np.ndarray, bits: np.uint64) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Bitmap slots of the keys of ``chunk``, each key once per row; and the (row, column) of each."""
     keys = np.asarray(chunk, dtype=np.uint64).reshape(len(chunk), -1)
     keep = np.ones(keys.shape, dtype=bool)
     for j in range(1, keys.shape[1]):  # drop a key that already appears earlier in the same row
         keep[:, j] = (keys[:, :j] != keys[:, j : j + 1]).all(axis=1)
     rows, cols = np.nonzero(keep)
-    return keys[rows, cols] & mask, (rows, cols)
+    return keys[rows, cols] % bits, (rows, cols)
