@@ -130,7 +130,7 @@ class PreparedDataset:
     @cached_property
     def token_rows(self) -> TokenRows:
         """Row access to ``tokens`` that reads only the rows asked for (collate gathers through it)."""
-        return TokenRows(self.token_table)
+        return TokenRows(self.cache_dir / "tokens.arrow")
 
     @property
     def token_table(self) -> pa.Table:
