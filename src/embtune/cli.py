@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 503")
     p.add_argument("--max-inputs", type=int, default=2048, help="texts per request")
     p.add_argument("--no-batching", action="store_true", help="one encode call per request (load-test baseline)")
+    p.add_argument("--in-process", action="store_true",
+                   help="encode in the server process (default: a child process, so HTTP and encoding run side by side)")
 
     p = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub (model files only)")
     p.add_argument("model_dir", help="a saved model folder, e.g. a training output_dir")
@@ -314,8 +316,10 @@ def cmd_serve(args) -> int:
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
         max_inputs=args.max_inputs,
+        encode_process=not args.in_process,
     )
-    serve(_load(args), config)
+    load = {"name_or_path": args.model, "trust_remote_code": args.trust_remote_code, "allow_pickle": args.allow_pickle}
+    serve(_load(args), config, load)
     return 0
 
 

@@ -55,3 +55,9 @@ def serve_model(tiny_bert_dir: Path) -> EmbeddingModel:
 def server(serve_model) -> Iterator[str]:
     with running(serve_model, api_key="secret-key", max_inputs=64, max_input_chars=2000) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """``running`` as a fixture, for tests that start a server with their own settings."""
+    return running

@@ -1,7 +1,7 @@
 """The FastAPI app: OpenAI ``/v1/embeddings``, TEI ``/embed``, ``/health``, ``/v1/models``, ``/metrics``.
 
 Every request is validated and tokenized (for limits and ``usage``) in the event loop, then queued to the
-DynamicBatcher, whose single worker thread runs ``model.encode``. Nothing a client sends reaches the file
+DynamicBatcher, whose single worker thread runs ``model.encode`` (in a child process with ``encode_process``). Nothing a client sends reaches the file
 system: the model is fixed at start-up and ``model`` in a request body is only echoed back.
 """
 
@@ -42,6 +42,7 @@ class ServeConfig:
     model_name: str | None = None  # the id /v1/models reports; default: the model argument
     precision: str = "auto"
     batching: bool = True  # False: one encode call per request (the load test's baseline)
+    encode_process: bool = False  # True: the model runs in a child process (serve.encode_process); the CLI's default
     max_batch_tokens: int = 16384
     max_wait_ms: float = 5.0
     max_queue: int = 256  # requests waiting; more get 503
@@ -105,15 +106,21 @@ def _truncate(emb: np.ndarray, dimensions: int | None, normalize: bool) -> np.nd
 class _State:
     """What the routes share: the model, config, batcher, metrics and tokenizer copy."""
 
-    def __init__(self, model, config: ServeConfig) -> None:
+    def __init__(self, model, config: ServeConfig, load: dict | None = None) -> None:
         self.model, self.config = model, config
         self.metrics = Metrics()
         self.tokens = _Tokens(model)
         self.closing = False
         self.name = config.model_name or (model.source or "embtune-model")
         self.created = int(time.time())
+        options = {"prompt": "", "precision": config.precision}
+        self.encoder = None
+        if config.encode_process:
+            from .encode_process import EncodeProcess
+
+            self.encoder = EncodeProcess(load or {"name_or_path": model.source}, options)
         self.batcher = DynamicBatcher(
-            lambda texts: model.encode(texts, prompt="", precision=config.precision, convert_to="numpy"),
+            self.encoder or (lambda texts: model.encode(texts, convert_to="numpy", **options)),
             max_batch_tokens=config.max_batch_tokens,
             max_wait_s=config.max_wait_ms / 1000.0,
             max_queue=config.max_queue,
@@ -148,8 +155,12 @@ def _authorized(state: _State, header: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
-def create_app(model, config: ServeConfig | None = None):
-    """The FastAPI application serving ``model`` (an EmbeddingModel)."""
+def create_app(model, config: ServeConfig | None = None, load: dict | None = None):
+    """The FastAPI application serving ``model`` (an EmbeddingModel).
+
+    With ``config.encode_process`` the encoding runs in a child process that loads the model with
+    ``EmbeddingModel.load(**load)`` (default: ``model.source``); ``model`` itself then only counts tokens.
+    """
     try:
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
@@ -159,13 +170,15 @@ def create_app(model, config: ServeConfig | None = None):
         raise EmbtuneError("embtune serve needs the serve extra; install it with: pip install 'embtune[serve]'") from None
 
     config = config or ServeConfig()
-    state = _State(model, config)
+    state = _State(model, config, load)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         state.closing = True  # uvicorn has finished in-flight requests; stop the worker after its queue
         state.batcher.close(config.graceful_timeout_s)
+        if state.encoder is not None:
+            state.encoder.close()
 
     app = FastAPI(title="embtune", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.embtune = state
@@ -273,14 +286,14 @@ def _add_routes(app, state: _State) -> None:
         return PlainTextResponse(state.metrics.render(state.batcher.depth), media_type="text/plain; version=0.0.4")
 
 
-def serve(model, config: ServeConfig | None = None) -> None:
+def serve(model, config: ServeConfig | None = None, load: dict | None = None) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM; in-flight requests finish first."""
     try:
         import uvicorn
     except ImportError:
         raise EmbtuneError("embtune serve needs the serve extra; install it with: pip install 'embtune[serve]'") from None
     config = config or ServeConfig()
-    app = create_app(model, config)
+    app = create_app(model, config, load)
     print(f"embtune: serving {app.state.embtune.name} on http://{config.host}:{config.port} "
           "(POST /v1/embeddings, POST /embed, GET /health, /v1/models, /metrics)", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=os.environ.get("EMBTUNE_LOG_LEVEL", "warning"),
