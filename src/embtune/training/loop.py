@@ -39,6 +39,7 @@ from ..report.run import REPORT_FILE, report_before_training
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
+from ..utils.memory import release_free_heap
 from ..utils.resolve import custom_code
 from ..utils.seed import get_rng_state, seed_everything
 from . import checkpoint as ckpt
@@ -145,6 +146,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     fingerprint = run_fingerprint(data, args, total_steps)
     if resume_from is None:  # rank 0 prints a brief data report and writes it in full; every rank may stop here
         report_before_training(data, evaluators, config, model.tokenizer, cache_dir, output_dir)
+        release_free_heap()  # the report's texts and MinHashes are gone
 
     # --- 3. optimizer, scheduler, precision, base metrics ---------------------------------------------
     optimizer = build_optimizer(model, args)
@@ -153,7 +155,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
         optimizer=optimizer, scheduler=build_scheduler(optimizer, args, total_steps),
         scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None, sampler=sampler,
         data=data, evaluators=evaluators, state=ckpt.TrainState(fingerprint=fingerprint), logger=None,
-        dtype=amp_dtype, device=device,
+        dtype=amp_dtype, device=device, trim_heap_each_step=config.model.adapter is not None,
     )
     if resume_from is None and dist.is_main():
         run.state.base_metrics = _evaluate(run)
@@ -362,6 +364,8 @@ def _optimizer_step(run: Run, params: list[nn.Parameter]) -> float:
         optimizer.step()
     run.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    if run.trim_heap_each_step:  # LoRA: 2,677 -> 2,060 MiB peak on the bge-m3 shape, 4 % slower; full: 8-10 %
+        release_free_heap()  # slower for 2 % less memory, so only adapter runs (utils/memory.py)
     return float(norm)
 
 
