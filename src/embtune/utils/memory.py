@@ -1,11 +1,12 @@
-"""Give the C heap's free pages back to the system between training steps (glibc only).
+"""Give the C heap's free pages back to the system after a phase that freed a lot (glibc only).
 
-glibc's malloc serves tensors below its mmap threshold from the heap, and raises that threshold to the size of
-every large block freed (up to 32 MB), so the many 1-32 MB temporaries of a forward/backward pass come from
-the heap; freed, they stay mapped in the process. On a LoRA run of a 568M model the resident size grew by
-~1 GB after one forward pass and stayed there (bench/lora.py). ``malloc_trim(0)`` hands the free pages back;
-it is called only when the heap holds at least ``min_free`` free bytes (``mallinfo2``), so a small model's
-fast steps never pay for it. Elsewhere (macOS, musl, Windows) both calls are no-ops.
+glibc's malloc serves blocks below its mmap threshold from the heap, and raises that threshold to the size of
+every large block freed (up to 32 MB), so many 1-32 MB temporaries come from the heap; freed, they stay mapped
+in the process (a no-grad forward of a 568M LoRA model left ~900 MB: bench/lora.py). ``malloc_trim(0)``
+hands the free pages back; it is called only when the heap holds at least ``min_free`` free bytes
+(``mallinfo2``). The training loop calls it once, after the data report. Not after every step: trimming there
+cost full fine-tuning of the bge-m3 shape 8-10 % of its speed and did not lower the peak reliably (the peak
+is reached inside a step). Elsewhere (macOS, musl, Windows) both calls are no-ops.
 """
 
 from __future__ import annotations
