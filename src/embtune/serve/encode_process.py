@@ -63,7 +63,10 @@ class EncodeProcess:
             except (EOFError, OSError) as exc:
                 code = self._process.exitcode
                 logger.error("embtune: the encoder process died (exit code %s); restarting it", code)
-                self._start()
+                try:
+                    self._start()
+                except EmbtuneError as failed:  # a server-side failure (500), not the client's request (400)
+                    raise RuntimeError(f"the encoder process died (exit code {code}): {failed}") from exc
                 raise RuntimeError(f"the encoder process died (exit code {code}) and was restarted") from exc
         if kind == "ok":
             return value
