@@ -276,6 +276,7 @@ def _build_entry(
     text_roles = spec.columns.text_roles
     schema = pa.schema([(role, pa.list_(pa.int32())) for role in text_roles])
     num_rows, width, truncated = table.num_rows, len(text_roles), 0
+    digest = hashlib.sha256()  # the resume fingerprint: the row keys' bytes in row order, then the labels'
     with atomic_dir(entry) as partial:  # a crash never leaves a half-written entry; another rank may win
         with (
             pa.OSFile(str(partial / "tokens.arrow"), "wb") as sink,
@@ -306,7 +307,9 @@ def _build_entry(
                     if sum(b.num_rows for b in pending) >= _FILE_BATCH_ROWS:
                         _write_merged(writer, pending)
                     lengths.write(np.stack(batch_lengths, axis=1))
-                    keys.write(np.stack(batch_keys, axis=1))
+                    batch_keys = np.stack(batch_keys, axis=1).astype(np.uint64)
+                    keys.write(batch_keys)
+                    digest.update(batch_keys.tobytes())
                     start += batch.num_rows
             _write_merged(writer, pending)
         labels = None
@@ -315,9 +318,6 @@ def _build_entry(
             np.save(partial / "labels.npy", labels)
         shared = shared_key_rows(lambda: read_chunks(partial / "row_keys.npy"), num_rows)
         np.save(partial / "shared_rows.npy", shared)
-        digest = hashlib.sha256()  # the bytes of row_keys then labels, as fingerprint.content_hash hashes them
-        for _, chunk in read_chunks(partial / "row_keys.npy"):
-            digest.update(chunk.tobytes())
         if labels is not None:
             digest.update(np.ascontiguousarray(labels, dtype=np.float32).tobytes())
         shared_keys = np.load(partial / "row_keys.npy", mmap_mode="r")[shared]  # a duplicate row shares its texts

@@ -11,13 +11,10 @@ the samplers' ``load_state_dict``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..errors import EmbtuneError
 
@@ -25,17 +22,9 @@ FORCE_HINT = "--resume-force (Python: train(config, resume_force=True))"
 
 
 def content_hash(prepared: Any) -> str:
-    """SHA-256 of a prepared dataset's row keys (hashes of the rendered texts) and labels, in row order.
-
-    A ``PreparedDataset`` carries it (computed once when its cache entry was built); anything else with
-    ``row_keys`` and ``labels`` arrays is hashed here the same way.
-    """
-    if isinstance(getattr(prepared, "content_hash", None), str):
-        return prepared.content_hash
-    digest = hashlib.sha256(np.ascontiguousarray(prepared.row_keys).tobytes())
-    if prepared.labels is not None:
-        digest.update(np.ascontiguousarray(prepared.labels, dtype=np.float32).tobytes())
-    return digest.hexdigest()[:32]
+    """SHA-256 (32 hex digits) of a prepared dataset's row keys (hashes of the rendered texts) and labels, in
+    row order: computed once when its cache entry was built (``data.prepare``), so a resume reads no rows."""
+    return str(prepared.content_hash)
 
 
 def _plain(value: Any) -> Any:
