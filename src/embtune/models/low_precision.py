@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import struct
 from pathlib import Path
@@ -90,7 +91,7 @@ def _write_bf16(source: Path, dest: Path) -> None:
     for key in keys:
         dtype, shape = specs[key]
         out = "BF16" if dtype in _FLOAT else dtype
-        nbytes = _numel(shape) * _DTYPES[out].itemsize
+        nbytes = math.prod(shape) * _DTYPES[out].itemsize
         header[key] = {"dtype": out, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         plan.append((key, out))
         offset += nbytes
@@ -101,7 +102,7 @@ def _write_bf16(source: Path, dest: Path) -> None:
         fh.write(raw)
         for key, out in plan:
             shape = specs[key][1]
-            row_bytes = _DTYPES[specs[key][0]].itemsize * (1 if len(shape) < 2 else _numel(shape[1:]))
+            row_bytes = _DTYPES[specs[key][0]].itemsize * math.prod(shape[1:])
             step = max(1, _CHUNK_BYTES // max(row_bytes, 1))  # rows per read: a 1 GB embedding matrix in pieces
             for start in range(0, shape[0] if shape else 1, step):
                 with safe_open(str(source), framework="pt") as handle:  # re-opened: its mapped pages are released
@@ -111,9 +112,3 @@ def _write_bf16(source: Path, dest: Path) -> None:
                     fh.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
                 del tensor
 
-
-def _numel(shape: list[int]) -> int:
-    numel = 1
-    for size in shape:
-        numel *= size
-    return numel
