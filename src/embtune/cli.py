@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="id", help="corpus mode: the row id column (default id)")
     p.add_argument("--shard", help="corpus mode: do only shard i of n (0-based), e.g. 0/4")
     p.add_argument("--chunk-rows", type=int, default=50_000, help="corpus mode: rows per output part (unit of resume)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, help="most texts per forward (default: batches of up to 4,096 "
+                   "padded tokens on CPU)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "int8"],
                    help="compute precision; int8 runs the Linear layers as int8 matmuls (output stays float32)")
     p.add_argument("--normalize", action="store_true")

@@ -73,15 +73,26 @@ LENGTHS = [[7, 3, 12, 1, 40], [16, 16, 16]]  # varied (MPNet's log buckets start
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("lengths", LENGTHS, ids=["padded", "no-padding"])
-@pytest.mark.parametrize("mode", ["eval", "train", "train-explicit", "grouped"])
+@pytest.mark.parametrize("mode", ["eval", "train", "train-explicit", "grouped", "packed", "packed-train"])
 def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, monkeypatch):
     """``train-explicit``: a dropout too small to drop anything sends training attention down the explicit
-    scores/softmax/mask path; ``grouped``: free extra groups, so attention runs in up to 3 length groups."""
+    scores/softmax/mask path; ``grouped``: no packing and free extra groups, so attention runs in up to 3
+    length groups; ``packed``: narrow packed rows, so short sequences share rows (several per row)."""
     import embtune.models.fast_encoder as fe
 
+    mask = _batch(lengths, 0)["attention_mask"]
     if mode == "grouped":
         monkeypatch.setattr(fe, "GROUP_OVERHEAD", 0)
-        assert len(fe._Layout(_batch(lengths, 0)["attention_mask"]).groups) == (3 if len(set(lengths)) > 1 else 1)
+        monkeypatch.setattr(fe, "PACK_MAX", 0)
+        assert len(fe._Layout(mask).groups) == (3 if len(set(lengths)) > 1 else 1)
+    if mode.startswith("packed"):
+        monkeypatch.setattr(fe, "PACK_WIDTH", 16)
+        monkeypatch.setattr(fe, "PACK_MAX", 16)
+        layout = fe._Layout(mask)
+        if len(set(lengths)) > 1:  # [1, 3, 7] share a row, 12 gets one, 40 is a group of its own
+            assert [(g.rows, g.width) for g in layout.groups] == [(2, 16), (1, 40)]
+    if mode == "packed-train":
+        mode = "train-explicit"
     hf = _tiny(arch, dropout=1e-9 if mode == "train-explicit" else 0.0)
     fast = from_hf(copy.deepcopy(hf))
     mode = "train" if mode.startswith("train") else "eval"
@@ -129,6 +140,36 @@ def test_saved_weights_are_hugging_face_names_and_load_back(arch, tmp_path):
         ours = fast.eval()(features["input_ids"], features["attention_mask"])
         theirs = _hf_hidden(loaded, features)
     assert (ours[mask] - theirs[mask]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
+def test_bf16_inference_fused_epilogues_match_the_unfused_layers(arch, activation, monkeypatch):
+    """bf16 inference runs attn_out/ffn as oneDNN matmuls with fused bias+residual / activation; the result
+    equals the separate ops up to bf16 rounding and stays within cosine 0.999 of fp32 at every token."""
+    import embtune.models.fast_encoder as fe
+
+    if not fe._HAS_ONEDNN:
+        pytest.skip("this torch build has no oneDNN")
+    hf = _tiny(arch).eval()
+    fast = from_hf(copy.deepcopy(hf)).eval()
+    for layer in fast.layers:
+        layer.act, layer.fused_act = fe.ACTIVATIONS[activation], fe.ONEDNN_ACTIVATIONS[activation]
+    low = copy.deepcopy(fast).to(torch.bfloat16)
+    features = _batch([7, 3, 12, 1, 40, 40], _pad_id(hf))
+    mask = features["attention_mask"].bool()
+    calls = []
+    real = fe.EncoderLayer._fused_rest
+    monkeypatch.setattr(fe.EncoderLayer, "_fused_rest", lambda self, *a: calls.append(1) or real(self, *a))
+    with torch.inference_mode():
+        ref = fast(features["input_ids"], features["attention_mask"])[mask]
+        fused = low(features["input_ids"], features["attention_mask"])[mask].float()
+        assert len(calls) == LAYERS
+        monkeypatch.setattr(fe, "_HAS_ONEDNN", False)
+        plain = low(features["input_ids"], features["attention_mask"])[mask].float()
+    assert len(calls) == LAYERS  # the second forward took the separate ops
+    assert float(torch.nn.functional.cosine_similarity(fused, ref).min()) >= 0.999
+    assert float(torch.nn.functional.cosine_similarity(fused, plain).min()) >= 0.999
 
 
 def test_dropout_is_active_in_training_and_off_in_eval():

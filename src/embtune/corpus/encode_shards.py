@@ -100,7 +100,7 @@ def encode_corpus(  # noqa: C901 - one flat sequence: inputs, manifest, parts
     id_column: str = "id",
     chunk_rows: int = 50_000,
     shard: tuple[int, int] = (0, 1),
-    batch_size: int = 128,
+    batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     **encode_kwargs: Any,
 ) -> EncodeReport:

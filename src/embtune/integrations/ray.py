@@ -44,7 +44,7 @@ class EmbtuneEncoder:
         text_column: str = "text",
         output_column: str = "embedding",
         keep_columns: list[str] | None = None,
-        batch_size: int = 128,
+        batch_size: int | None = None,
         precision: str = "auto",
         normalize: bool = False,
         prompt: str | None = None,

@@ -1,8 +1,9 @@
 """The inference path behind ``EmbeddingModel.encode``: tokenize once, sort by length, pad per batch.
 
 Speed comes from (1) tokenizing every text in one Rust call, (2) batching texts of similar length so
-padding is small, (3) bf16 on hardware with native bf16 matmuls, through a copy whose Linear weights are bf16 (made once,
-refreshed only when the fp32 weights change), so no per-call weight casts are paid. ``precision="int8"``
+padding is small, in batches of a token budget that fits the CPU caches, (3) bf16 on hardware with native
+bf16 matmuls, through a bf16 copy of the model (made once, refreshed only when the fp32 weights change), so
+no per-call weight casts are paid. ``precision="int8"``
 runs a copy whose Linear layers are int8 matmuls (``models/int8.py``); pooling and normalization stay float.
 """
 
@@ -18,10 +19,13 @@ from torch import Tensor, nn
 
 from ..errors import EmbtuneError
 from ..utils.device import resolve_precision
+from .fast_encoder import FastEncoder
 
 logger = logging.getLogger(__name__)
 
 QUANTIZE = ("int8", "uint8", "binary", "ubinary")
+CPU_BATCH_TOKENS = 4096  # default padded tokens per forward on CPU (see EmbeddingModel.encode)
+MAX_BATCH_TEXTS = 1024  # texts per forward when no batch_size is given
 
 
 def _check_texts(texts: str | Sequence[str]) -> list[str]:
@@ -58,9 +62,12 @@ class _LowPrecisionCache:
     """A copy of a module whose Linear weights are stored in a low-precision dtype.
 
     Run under autocast, its matmuls use native bf16 kernels (AMX on this kind of CPU) without casting the
-    weights on every call, while layer norms, softmax and the residual stream stay in float32, which keeps
-    embeddings within cosine 0.9999 of fp32 (a fully bf16 copy drifts to about 0.997 on long texts).
-    The copy is rebuilt when the original's weights change (e.g. after an optimizer step).
+    weights on every call. embtune's own encoder (``FastEncoder``) runs entirely in bf16 (embeddings, layer
+    norms and the residual stream too; its matmuls, softmax and layer norms accumulate in float32 inside the
+    kernels) and hands float32 token embeddings to pooling: on all-MiniLM-L6-v2 the worst cosine to fp32 is
+    0.99991 on STS-B sentences and 0.99987 on 256-token Norwegian news texts, and it is ~20 % faster than
+    keeping layer norms and residuals in float32 (0.99997). Hugging Face modules (the fallback) keep those
+    in float32. The copy is rebuilt when the original's weights change (e.g. after an optimizer step).
     """
 
     def __init__(self) -> None:
@@ -83,7 +90,10 @@ class _LowPrecisionCache:
                 quantize_linears(replica)  # the Linear layers it keeps in float stay fp32
             else:
                 for sub in replica.modules():
-                    if isinstance(sub, nn.Linear):
+                    if isinstance(sub, FastEncoder):  # all of it: layer norms and residuals too (see below)
+                        sub.to(dtype)
+                        sub.output_dtype = torch.float32
+                    elif isinstance(sub, nn.Linear):
                         sub.to(dtype)
             for p in replica.parameters():
                 p.requires_grad_(False)
@@ -110,12 +120,24 @@ def _compute_dtype(precision: str, device: torch.device) -> torch.dtype | str:
     return "int8"
 
 
+def _check_options(batch_size, max_batch_tokens, convert_to, quantize, truncate_dim, dim: int) -> None:
+    for name, value in (("batch_size", batch_size), ("max_batch_tokens", max_batch_tokens)):
+        if value is not None and value < 1:
+            raise EmbtuneError(f"{name} must be at least 1, got {value}")
+    if convert_to not in ("numpy", "torch"):
+        raise EmbtuneError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise EmbtuneError(f"unknown quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
+    if truncate_dim is not None and not 0 < truncate_dim <= dim:
+        raise EmbtuneError(f"truncate_dim must be between 1 and {dim}, got {truncate_dim}")
+
+
 def encode_texts(
     model,
     texts: str | Sequence[str],
     *,
-    batch_size: int = 128,
-    max_batch_tokens: int = 65536,
+    batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
     normalize: bool = False,
     prompt: str = "",
     precision: str = "auto",
@@ -128,19 +150,14 @@ def encode_texts(
     """See ``EmbeddingModel.encode``."""
     single = isinstance(texts, str)
     items = _check_texts(texts)
-    if batch_size < 1:
-        raise EmbtuneError(f"batch_size must be at least 1, got {batch_size}")
-    if convert_to not in ("numpy", "torch"):
-        raise EmbtuneError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise EmbtuneError(f"unknown quantize {quantize!r}; use one of: {', '.join(QUANTIZE)}")
     dim = model.embedding_dim
-    if truncate_dim is not None and not 0 < truncate_dim <= dim:
-        raise EmbtuneError(f"truncate_dim must be between 1 and {dim}, got {truncate_dim}")
+    _check_options(batch_size, max_batch_tokens, convert_to, quantize, truncate_dim, dim)
     if device is not None and torch.device(device) != model.device:
         model.to(device)
     run_device = model.device
     dtype = _compute_dtype(precision, run_device)
+    if max_batch_tokens is None:
+        max_batch_tokens = CPU_BATCH_TOKENS if run_device.type == "cpu" else 65536
 
     out = torch.empty((len(items), dim), dtype=torch.float32)
     if items:
@@ -160,7 +177,7 @@ def encode_texts(
             runner, ctx = _runner(model, dtype)
             progress = _progress(len(items), show_progress_bar)
             with torch.inference_mode(), ctx:
-                for idx in _batches(order, lengths, batch_size, max_batch_tokens):
+                for idx in _batches(order, lengths, batch_size or MAX_BATCH_TEXTS, max_batch_tokens):
                     feats = model.transformer.pad([ids[i] for i in idx], [types[i] for i in idx] if types else None)
                     feats = {k: v.to(run_device, non_blocking=True) for k, v in feats.items()}
                     emb = runner(feats, prompt_len)
