@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--fp32", action="store_true")
     parser.add_argument("--ops", action="store_true", help="also print the top operators of the fast backend")
+    parser.add_argument("--shapes", action="store_true", help="with --ops: one row per operator and input shape")
     args = parser.parse_args()
 
     from embtune.models.bundled import bundled_model_path
@@ -93,9 +94,10 @@ def main() -> None:
             if args.ops and backend == "fast":
                 from torch.profiler import profile
 
-                with profile() as prof:
+                with profile(record_shapes=args.shapes) as prof:
                     _phases(model, batches[:5], args, amp=not args.fp32)
-                print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+                table = prof.key_averages(group_by_input_shape=args.shapes)
+                print(table.table(sort_by="self_cpu_time_total", row_limit=40 if args.shapes else 18))
             del model
 
 
