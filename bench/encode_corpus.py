@@ -10,6 +10,7 @@ written as 8 Parquet shards of (id, text). Model: the bundled all-MiniLM-L6-v2, 
   (``--shard 0/2`` and ``1/2``) with 1 thread each, started together; wall time including model load.
 
     flock -x /tmp/cpu.lock python bench/encode_corpus.py            # writes bench/results/encode_corpus.json
+    flock -x /tmp/cpu.lock python bench/encode_corpus.py --rows 64000  # ... encode_corpus_64000.json
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def main() -> None:
         manifest = json.loads((tmp / "cli-2" / "manifest.json").read_text())
         out["two_process_output_complete"] = manifest["complete"]
     out["load_average_after"] = os.getloadavg()
-    path = HERE / "results" / "encode_corpus.json"
+    path = HERE / "results" / ("encode_corpus.json" if opts.rows == 16000 else f"encode_corpus_{opts.rows}.json")
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 
