@@ -205,3 +205,24 @@ def test_bf16_base_run_merges_into_the_float32_base_weights(tiny_nodropout_dir, 
         assert torch.linalg.matrix_rank(delta.double(), rtol=1e-3) <= LORA["r"], k  # float32 rounding aside
     np.testing.assert_allclose(tuned.encode(TEXTS, precision="fp32"),
                                st.SentenceTransformer(str(out), device="cpu").encode(TEXTS), atol=1e-5)
+
+
+def test_lora_runs_hand_free_heap_back_every_few_layers(tiny_nodropout_dir, monkeypatch):
+    """A LoRA model trims the C heap after every TRIM_EVERY_LAYERS-th encoder layer forward (utils/memory.py)."""
+    from embtune.training.build import build_model
+    from embtune.training.config import AdapterCfg, ModelCfg
+    from embtune.utils import memory
+
+    if memory._libc() is None:
+        pytest.skip("glibc only (malloc_trim)")
+    calls = []
+    monkeypatch.setattr(memory, "release_free_heap", lambda min_free: calls.append(min_free) or False)
+    monkeypatch.setattr(memory.trim_between_layers, "__defaults__", (1, memory.TRIM_MIN_FREE))
+    model = build_model(ModelCfg(name=str(tiny_nodropout_dir), adapter=AdapterCfg(**LORA)), None, None)
+    layers = model.transformer.auto_model.config.num_hidden_layers
+    model.encode(["one text", "and another one"], precision="fp32")
+    assert len(calls) == layers and set(calls) == {memory.TRIM_MIN_FREE}
+    full = build_model(ModelCfg(name=str(tiny_nodropout_dir)), None, None)  # full fine-tuning: no hooks
+    calls.clear()
+    full.encode(["one text"], precision="fp32")
+    assert calls == []

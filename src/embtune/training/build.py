@@ -28,6 +28,7 @@ from ..losses.base import Loss
 from ..models.embedding_model import EmbeddingModel
 from ..roles import RoleRequirements
 from ..teachers import attach_teacher_targets
+from ..utils.memory import trim_between_layers
 from .config import DatasetCfg, EvaluatorCfg, ModelCfg, TrainArgs
 from .freeze import apply_freeze
 
@@ -48,7 +49,9 @@ def build_model(cfg: ModelCfg, checkpoint: Path | None = None, amp_dtype: torch.
         dtype = base_weights_dtype(cfg.adapter.base_dtype, amp_dtype)
         model = _load_model(base, None, dtype, cache_dir)
         apply_freeze(model.transformer, base.freeze)
-        return with_adapter(model, cfg.name, cfg.adapter, checkpoint)
+        model = with_adapter(model, cfg.name, cfg.adapter, checkpoint)
+        trim_between_layers(model.transformer.auto_model)  # a LoRA run is about memory: see utils/memory.py
+        return model
     model = _load_model(cfg, checkpoint)
     apply_freeze(model.transformer, cfg.freeze)  # frozen parameters: requires_grad=False, so not in the optimizer
     return model
