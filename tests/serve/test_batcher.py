@@ -92,3 +92,24 @@ def test_close_finishes_queued_work_then_refuses_new_work():
     assert all(f.result(0).shape == (1, 1) for f in futures)
     with pytest.raises(ShuttingDown):
         b.submit(["x"], 1)
+
+
+def test_two_workers_keep_two_calls_in_flight_and_close_drains_both():
+    gate = threading.Event()
+    started: list[float] = []
+
+    def slow(texts: list[str]) -> np.ndarray:
+        started.append(time.perf_counter())
+        gate.wait(10)
+        return np.zeros((len(texts), 1), dtype=np.float32)
+
+    b = DynamicBatcher(slow, batching=False, workers=2)  # one call per request: two requests, two calls
+    futures = [b.submit(["x"], 1) for _ in range(2)]
+    deadline = time.perf_counter() + 5
+    while len(started) < 2 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert len(started) == 2  # the second call began while the first was still running
+    later = [b.submit(["y"], 1) for _ in range(3)]
+    gate.set()
+    b.close()
+    assert all(f.result(5).shape == (1, 1) for f in futures + later)

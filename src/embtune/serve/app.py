@@ -126,6 +126,7 @@ class _State:
             max_queue=config.max_queue,
             batching=config.batching,
             on_batch=self.metrics.batch,
+            workers=self.encoder.concurrency if self.encoder is not None else 1,
         )
 
     async def embed(self, texts: list[str], counts: list[int]) -> np.ndarray:

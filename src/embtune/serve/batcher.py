@@ -55,6 +55,8 @@ class DynamicBatcher:
         max_queue: requests waiting at most; more raise ``Overloaded``.
         batching: False runs one encode call per request (the baseline the load test compares against).
         on_batch: called with a BatchStats after every encode call.
+        workers: encode calls in flight at once (threads); more than 1 only for an ``encode`` that queues
+            overlapping calls itself (``EncodeProcess``: the child finds the next batch waiting).
     """
 
     def __init__(
@@ -66,16 +68,19 @@ class DynamicBatcher:
         max_queue: int = 256,
         batching: bool = True,
         on_batch: Callable[[BatchStats], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self._encode = encode
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_s
         self.batching = batching
         self._on_batch = on_batch
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="embtune-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"embtune-batcher-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def depth(self) -> int:
@@ -93,12 +98,19 @@ class DynamicBatcher:
         return job.future
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop taking work, finish what is queued, stop the worker."""
-        self._closing = True
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Stop taking work, finish what is queued, stop the workers."""
+        self._closing = True  # submit refuses from now on; the workers finish the queue, then stop
+        deadline = time.perf_counter() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.perf_counter()))
+        while True:  # a request submitted just as the workers stopped: run it here
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._run_jobs([job])
 
-    def _collect(self, first: Job) -> tuple[list[Job], bool]:
+    def _collect(self, first: Job) -> list[Job]:
         jobs, tokens = [first], first.tokens
         deadline = first.enqueued + self.max_wait_s
         while self.batching and tokens < self.max_batch_tokens:
@@ -106,31 +118,23 @@ class DynamicBatcher:
                 job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
             except queue.Empty:
                 break
-            if job is None:
-                return jobs, True
             if tokens + job.tokens > self.max_batch_tokens:
                 self._run_jobs(jobs)  # the budget is full: run what we have, start over from this job
                 jobs, tokens, deadline = [job], job.tokens, job.enqueued + self.max_wait_s
                 continue
             jobs.append(job)
             tokens += job.tokens
-        return jobs, False
+        return jobs
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            jobs, stop = self._collect(first)
-            self._run_jobs(jobs)
-        while True:  # drain anything that slipped in before close()
+        while True:
             try:
-                job = self._queue.get_nowait()
+                first = self._queue.get(timeout=0.1)
             except queue.Empty:
-                return
-            if job is not None:
-                self._run_jobs([job])
+                if self._closing:  # nothing left and nothing more will come
+                    return
+                continue
+            self._run_jobs(self._collect(first))
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]

@@ -5,7 +5,12 @@ take turns on the GIL, and embtune's encoder holds it between every one of its m
 cores the server encoded ~1,200 texts/s where a lone process does ~1,800. ``EncodeProcess`` starts a spawned
 child that loads the model the same way and answers ``encode`` calls over a pipe (lists of texts in, float32
 arrays out); the batcher's worker thread blocks on the pipe without the GIL. The child is restarted when it
-dies (the requests of that batch get a 500), and stopped when the server stops.
+dies (the requests of the batches in it get a 500), and stopped when the server stops.
+
+Calls may overlap (``concurrency`` = 2): a second call sends its batch while the first waits for its result,
+so the child finds the next batch waiting when it finishes one, instead of idling while the parent answers
+64 requests and collects the next ones. The child answers in the order it received; each caller waits for
+its own turn to read.
 """
 
 from __future__ import annotations
@@ -30,10 +35,14 @@ class EncodeProcess:
         encode: keyword arguments of every ``model.encode`` call (precision, prompt, ...).
     """
 
+    concurrency = 2  # calls in flight at once (see the module docstring)
+
     def __init__(self, load: dict[str, Any], encode: dict[str, Any]) -> None:
         self._context = multiprocessing.get_context("spawn")  # no fork of a process with threads and torch
         self._load, self._encode = dict(load), dict(encode)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while sending (and while restarting or closing)
+        self._turns = threading.Condition()  # callers read their answers in the order they sent
+        self._sent = self._read = self._generation = 0
         self._process: Any = None
         self._conn: Any = None
         self._start()
@@ -57,22 +66,47 @@ class EncodeProcess:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         with self._lock:
+            generation, ticket = self._generation, self._sent
             try:
                 self._conn.send(texts)
+            except OSError as exc:
+                self._restart(generation, exc)
+            self._sent += 1
+        failure: BaseException | None = None
+        with self._turns:  # never held while taking self._lock (the restart path takes them the other way round)
+            self._turns.wait_for(lambda: self._read == ticket or self._generation != generation)
+            if self._generation != generation:
+                raise RuntimeError("the encoder process died and was restarted")
+            try:
                 kind, value = self._conn.recv()
             except (EOFError, OSError) as exc:
-                code = self._process.exitcode
-                logger.error("embtune: the encoder process died (exit code %s); restarting it", code)
-                try:
-                    self._start()
-                except EmbtuneError as failed:  # a server-side failure (500), not the client's request (400)
-                    raise RuntimeError(f"the encoder process died (exit code {code}): {failed}") from exc
-                raise RuntimeError(f"the encoder process died (exit code {code}) and was restarted") from exc
+                failure = exc
+            else:
+                self._read += 1
+                self._turns.notify_all()
+        if failure is not None:
+            with self._lock:
+                self._restart(generation, failure)
         if kind == "ok":
             return value
         if kind == "embtune_error":
             raise EmbtuneError(value)
         raise RuntimeError(value)
+
+    def _restart(self, generation: int, exc: BaseException) -> None:
+        """Start a new child (once per death: later callers of the same generation only fail); always raises."""
+        code = self._process.exitcode
+        if generation == self._generation:
+            logger.error("embtune: the encoder process died (exit code %s); restarting it", code)
+            with self._turns:
+                self._generation += 1
+                self._sent = self._read = 0
+                self._turns.notify_all()
+            try:
+                self._start()
+            except EmbtuneError as failed:  # a server-side failure (500), not the client's request (400)
+                raise RuntimeError(f"the encoder process died (exit code {code}): {failed}") from exc
+        raise RuntimeError(f"the encoder process died (exit code {code}) and was restarted") from exc
 
     @property
     def pid(self) -> int | None:
