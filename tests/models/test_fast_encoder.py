@@ -68,11 +68,12 @@ def _pad_id(hf) -> int:
     return 1 if type(hf).__name__ in ("MPNetModel", "XLMRobertaModel") else 0
 
 
-LENGTHS = [[7, 3, 12, 1, 40], [16, 16, 16]]  # varied (MPNet's log buckets start at distance 8) and unpadded
+# varied (MPNet's log buckets start at distance 8), unpadded, and all short (the packed rows are the token matrix)
+LENGTHS = [[7, 3, 12, 1, 40], [16, 16, 16], [7, 3, 12, 1, 9, 14]]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("lengths", LENGTHS, ids=["padded", "no-padding"])
+@pytest.mark.parametrize("lengths", LENGTHS, ids=["padded", "no-padding", "short"])
 @pytest.mark.parametrize("mode", ["eval", "train", "train-explicit", "grouped", "packed", "packed-train"])
 def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, monkeypatch):
     """``train-explicit``: a dropout too small to drop anything sends training attention down the explicit
@@ -89,8 +90,10 @@ def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, monk
         monkeypatch.setattr(fe, "PACK_WIDTH", 16)
         monkeypatch.setattr(fe, "PACK_MAX", 16)
         layout = fe._Layout(mask)
-        if len(set(lengths)) > 1:  # [1, 3, 7] share a row, 12 gets one, 40 is a group of its own
+        if max(lengths) == 40:  # [1, 3, 7] share a row, 12 gets one, 40 is a group of its own
             assert [(g.rows, g.width) for g in layout.groups] == [(2, 16), (1, 40)]
+        if max(lengths) == 14:  # [1, 3, 7], [9], [12], [14]: one packed group, resident in the layers
+            assert [(g.rows, g.width) for g in layout.groups] == [(4, 16)] and layout.make_resident() is not None
     if mode == "packed-train":
         mode = "train-explicit"
     hf = _tiny(arch, dropout=1e-9 if mode == "train-explicit" else 0.0)

@@ -190,6 +190,7 @@ class _Group:
     grid_index: Tensor | None  # (rows * width,) token of each grid cell (pads repeat a real token); None: dense
     real_index: Tensor | None  # (end - start,) grid cells that hold real tokens; None: dense
     key_mask: Tensor | None  # True where a query may see a key: (rows, 1, 1, width), packed (rows, 1, width, width)
+    packed: bool = False  # rows of several sequences with a block-diagonal key mask (_packed_group)
     _bias: dict = field(default_factory=dict)  # dtype -> additive key mask
 
     def to_grid(self, x: Tensor) -> Tensor:
@@ -278,7 +279,7 @@ def _packed_group(token_start: int, lengths: list[int], width: int, device: torc
     segment = segment.view(rows, width)
     allowed = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] >= 0)
     allowed |= torch.eye(width, dtype=torch.bool, device=device)  # an empty slot's query sees itself only
-    return _Group(token_start, token_start + count, rows, width, grid_index, cell, allowed[:, None])
+    return _Group(token_start, token_start + count, rows, width, grid_index, cell, allowed[:, None], packed=True)
 
 
 TOKEN_ROWS = 64  # the token matrix's row count is a multiple of this on the oneDNN (bf16) path
@@ -319,7 +320,7 @@ class _Layout:
         self.groups = []
         token_start = 0
         if packed:
-            width = min(PACK_WIDTH, sum(sorted_lengths[:packed]))
+            width = min(PACK_WIDTH, sum(sorted_lengths[:packed]))  # fixed: rows of 55 or 52 (whole sequences) ran 10 % slower
             self.groups.append(_packed_group(0, sorted_lengths[:packed], width, mask.device))
             token_start = self.groups[0].end
         rest = sorted_lengths[packed:]
@@ -341,6 +342,18 @@ class _Layout:
                 self.groups.append(_Group(token_start, token_start + count, hi - lo, width, grid_index, real_index,
                                           real[:, None, None, :]))
             token_start += count
+
+    def make_resident(self) -> _Group | None:
+        """When all tokens sit in one packed group, make the packed rows the token matrix itself: its group
+        then reads rows in place (the empty slots at row ends ride along through the token-wise layers: ~10 %
+        more rows, but no gathers in every layer), and the returned original group converts in and out once.
+        None (and no change) otherwise."""
+        if len(self.groups) != 1 or not self.groups[0].packed:
+            return None
+        group = self.groups[0]
+        cells = group.rows * group.width
+        self.groups = [_Group(0, cells, group.rows, group.width, None, None, group.key_mask, packed=True)]
+        return group
 
     def take(self, x: Tensor) -> Tensor:
         """(B, T, ...) -> (N, ...): the real tokens, in the layout's order."""
@@ -395,6 +408,11 @@ class FastEncoder(nn.Module):
         if token_type_ids is not None and hasattr(self.embeddings, "token_type_embeddings") and bool(token_type_ids.any()):
             types = layout.take(token_type_ids)
         x = self.embeddings(layout.take(input_ids), layout.take(self._positions(attention_mask)), types)
+        # inference: every layer works on the packed rows, no gathers in and out of each attention (~5 % of
+        # encode); in training the empty slots' extra dropout and backward work cost more than the gathers
+        resident = None if self.training and torch.is_grad_enabled() else layout.make_resident()
+        if resident is not None:
+            x = resident.to_grid(x)
         tokens = x.shape[0]
         if _uses_onednn(x):
             # bf16 matmuls run on oneDNN, which builds (JIT-compiles) and caches a kernel per matrix shape: a
@@ -411,7 +429,7 @@ class FastEncoder(nn.Module):
                 x = checkpoint(layer, x, layout, bias, use_reentrant=False)
             else:
                 x = layer(x, layout, bias)
-        x = x[:tokens]
+        x = x[:tokens] if resident is None else resident.from_grid(x[:tokens])
         if self.output_dtype is not None:
             x = x.to(self.output_dtype)
         return layout.pad(x).view(layout.batch, layout.width, -1)
