@@ -25,6 +25,9 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 STSB = HERE.parent.parent / "shared" / "data" / "stsb"
 MODES = {"dense": ("dense", False), "rowwise": ("rowwise", False), "frozen": ("rowwise", True)}
 

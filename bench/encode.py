@@ -33,6 +33,9 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 SHARED = HERE.parent.parent / "shared" / "data" / "stsb" / "train.csv"
 sys.path.insert(0, str(HERE))
 from _peak import encoder_flops_per_token, measure_peaks  # noqa: E402

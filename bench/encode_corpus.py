@@ -29,6 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 STSB = HERE.parent.parent / "shared" / "data" / "stsb"
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 DATA = HERE.parent.parent / "shared" / "data"
 STS_COLUMNS = {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"}
 

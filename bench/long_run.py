@@ -22,6 +22,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny random BERT builder the tests use
 
 from conftest import make_tiny_bert  # noqa: E402

@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 # the mined runs: one negative per pair; ``mined_top`` the most similar non-positive passage; ``mined_ratio`` is NV-Retriever's positive-aware filter, which with a
 # weak base model (positives and negatives score alike) leaves negatives for fewer than half of the pairs;
 # ``mined_skip3`` skips the 3 most similar candidates (likely unlabeled positives) instead of filtering by score

@@ -23,7 +23,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
 from train import SHAPES, _snli_pairs, build_random_model  # noqa: E402
 
 

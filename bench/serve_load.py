@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 SHARED = HERE.parent.parent / "shared" / "data" / "stsb" / "test.csv"
 LEVELS = {1: 40, 8: 160, 64: 512}  # concurrent clients -> requests sent
 

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 STSB = HERE.parent.parent / "shared" / "data" / "stsb" / "train.csv"
 ROWS = [  # (policy, batch, threads)
     ("spin", 128, 2), ("passive", 128, 2), ("spin", 8, 2), ("passive", 8, 2), ("passive", 128, 1),

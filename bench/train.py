@@ -51,6 +51,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
+
 DATA = HERE.parent.parent / "shared" / "data"
 STSB, SNLI = DATA / "stsb", DATA / "snli_sample"
 MAX_LEN, SEED, WARMUP_RATIO = 128, 42, 0.1
