@@ -39,3 +39,30 @@ def test_without_glibc_both_calls_are_no_ops(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(memory, "_libc", lambda: None)
     assert memory.free_heap_bytes() == 0
     assert memory.release_free_heap(min_free=0) is False
+
+
+def test_trim_between_layers_hooks_the_layer_list_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch import nn
+
+    if memory._libc() is None:
+        pytest.skip("glibc only (malloc_trim)")
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = nn.ModuleList([nn.Linear(4, 4)])  # a shorter list: not the layers
+            self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(8)])
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = layer(x)
+            return self.heads[0](x)
+
+    calls: list[int] = []
+    monkeypatch.setattr(memory, "release_free_heap", lambda min_free: calls.append(min_free) or False)
+    encoder = Encoder()
+    assert memory.trim_between_layers(encoder) == 8
+    assert memory.trim_between_layers(encoder) == 8  # a second call (LoRA + checkpointing) adds no hooks
+    encoder(torch.zeros(2, 4))
+    assert calls == [memory.TRIM_MIN_FREE] * (8 // memory.TRIM_EVERY_LAYERS)

@@ -71,6 +71,9 @@ def trim_between_layers(encoder, every: int = TRIM_EVERY_LAYERS, min_free: int =
     if not lists:
         return 0
     layers = max(lists, key=len)
+    if getattr(layers, "_embtune_heap_trim", False):  # hooked already (a LoRA run with checkpointing)
+        return len(layers)
+    layers._embtune_heap_trim = True
     calls = [0]
 
     def after_layer(*_args) -> None:
