@@ -54,7 +54,8 @@ def free_port() -> int:
 
 def start_server(model: str, batching: bool) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    cmd = [sys.executable, "-m", "embtune", "serve", model, "--port", str(port), "--max-queue", "1024"]
+    cmd = [sys.executable, "-m", "embtune", "serve", model, "--port", str(port), "--max-queue", "1024",
+           *os.environ.get("SERVE_ARGS", "").split()]  # e.g. SERVE_ARGS="--max-wait-ms 2" to try settings
     if not batching:
         cmd.append("--no-batching")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
