@@ -4,11 +4,14 @@ The same math as the Hugging Face modules (post-layer-norm Transformer encoders)
 
 - every token-wise layer (projections, FFN, layer norms, residuals) runs on the unpadded matrix of real tokens
   (N, H) instead of (B, T, H), so padding costs nothing there;
-- attention runs per sequence, in up to three groups of similar length (``length_groups``): each group's
-  fused q/k/v rows are gathered into a (rows, heads, width, d) grid, so a batch of short texts with one long
-  one does not pay (T x T) scores for all; ``scaled_dot_product_attention`` masks the padded keys in
-  inference, and training uses explicit scores with embtune's cheap dropout masks (``dropout.py``);
-- q, k and v come from one fused Linear (``qkv``), so each layer runs 4 matmuls instead of 6;
+- attention runs per sequence: sequences of up to ``PACK_MAX`` tokens share packed rows of ``PACK_WIDTH``
+  slots with a block-diagonal mask (``_packed_group``; in inference, when a whole batch is packed, the packed
+  rows are the token matrix of every layer), longer ones run in up to three groups of similar length
+  (``length_groups``): each group's fused q/k/v rows are gathered into a (rows, heads, width, d) grid, so a
+  batch of short texts with one long one does not pay (T x T) scores for all; ``scaled_dot_product_attention``
+  masks in inference, and training uses explicit scores with embtune's cheap dropout masks (``dropout.py``);
+- q, k and v come from one fused Linear (``qkv``), so each layer runs 4 matmuls instead of 6; in bf16
+  inference on CPU the other three run as oneDNN matmuls with the bias, residual add or activation fused;
 - the model's callers can concatenate all roles of a training batch into one forward
   (``EmbeddingModel.embed_roles``), which makes the matmuls larger and halves the number of operations.
 
