@@ -37,7 +37,6 @@ sys.path.insert(0, str(HERE))
 import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
 
 SHARED = HERE.parent.parent / "shared" / "data" / "stsb" / "train.csv"
-sys.path.insert(0, str(HERE))
 from _peak import encoder_flops_per_token, measure_peaks  # noqa: E402
 
 TARGETS = {"bf16_vs_best_st": 1.5, "bf16_min_cosine": 0.999, "bf16_mfu": 0.60,

@@ -64,10 +64,8 @@ def shape_worker(spec: dict) -> None:
 
     torch.manual_seed(0)
     amp = torch.bfloat16 if spec["bf16"] else None
-    adapter = AdapterCfg(r=16, alpha=32, dropout=0.05) if spec["variant"].startswith("lora") else None
-    backend = "fast" if spec["variant"] == "lora-fast" else "auto"
-    model = build_model(ModelCfg(name=spec["folder"], pooling="mean", max_seq_length=512, adapter=adapter,
-                                 backend=backend), None, amp,
+    adapter = AdapterCfg(r=16, alpha=32, dropout=0.05) if spec["variant"] == "lora" else None
+    model = build_model(ModelCfg(name=spec["folder"], pooling="mean", max_seq_length=512, adapter=adapter), None, amp,
                         Path(spec["cache"]))  # a LoRA bf16 base is converted here, once, as `embtune train` does
     import resource
 
@@ -167,9 +165,6 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--stsb-rows", type=int, default=None, help="use only the first rows of STS-B train")
     parser.add_argument("--fp32", action="store_true", help="shape part in fp32 (default: bf16 autocast)")
-    parser.add_argument("--lora-variants", default="lora,lora-fast",
-                        help="lora: on the Hugging Face modules (the default backend of LoRA runs); lora-fast: on "
-                             "embtune's encoder (model.backend: fast)")
     parser.add_argument("--shape-worker")
     parser.add_argument("--build-worker")
     parser.add_argument("--stsb-worker")
@@ -192,15 +187,12 @@ def main() -> None:
             _run_plain("--build-worker", {"folder": str(folder)})
             spec = {"batch": 16, "seq_len": opts.seq_len, "steps": opts.steps, "bf16": not opts.fp32,
                     "folder": str(folder)}
-            runs = {v: run_child("shape", {**spec, "variant": v}, tmp) for v in ("full", *opts.lora_variants.split(","))}
-            out["shape"] = {"settings": spec, "runs": runs}
-            for v in runs.keys() - {"full"}:
-                ratio = runs[v]["peak_rss_mib"] / runs["full"]["peak_rss_mib"]
-                speed = runs[v]["examples_per_s"] / runs["full"]["examples_per_s"]
-                print(f"  {v} / full: peak RSS {ratio:.3f} (target <= 0.333), examples/s {speed:.2f}x")
-                name = v.replace("-", "_")
-                out["shape"][f"rss_ratio_{name}_over_full"] = round(ratio, 4)
-                out["shape"][f"speed_ratio_{name}_over_full"] = round(speed, 3)
+            runs = {v: run_child("shape", {**spec, "variant": v}, tmp) for v in ("full", "lora")}
+            ratio = runs["lora"]["peak_rss_mib"] / runs["full"]["peak_rss_mib"]
+            speed = runs["lora"]["examples_per_s"] / runs["full"]["examples_per_s"]
+            print(f"  LoRA / full: peak RSS {ratio:.3f} (target <= 0.333), examples/s {speed:.2f}x")
+            out["shape"] = {"settings": spec, "runs": runs, "rss_ratio_lora_over_full": round(ratio, 4),
+                            "speed_ratio_lora_over_full": round(speed, 3)}
         if opts.part in ("stsb", "both"):
             if not (STSB / "train.csv").is_file():
                 raise SystemExit(f"{STSB / 'train.csv'} not found; the stsb part needs ../shared/data/stsb")

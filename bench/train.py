@@ -306,7 +306,6 @@ def spearman_worker(spec: dict) -> None:
 
 
 def peak_worker(spec: dict) -> None:
-    sys.path.insert(0, str(HERE))
     from _peak import measure_peaks
 
     peaks = measure_peaks()

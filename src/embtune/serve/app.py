@@ -1,7 +1,8 @@
 """The FastAPI app: OpenAI ``/v1/embeddings``, TEI ``/embed``, ``/health``, ``/v1/models``, ``/metrics``.
 
 Every request is validated and tokenized (for limits and ``usage``) in the event loop, then queued to the
-DynamicBatcher, whose single worker thread runs ``model.encode`` (in a child process with ``encode_process``). Nothing a client sends reaches the file
+DynamicBatcher, whose worker thread runs ``model.encode``; with ``encode_process`` the model runs in a child
+process instead and two worker threads keep two batches in it. Nothing a client sends reaches the file
 system: the model is fixed at start-up and ``model`` in a request body is only echoed back.
 """
 

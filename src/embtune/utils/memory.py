@@ -8,7 +8,7 @@ hands the free pages back; it is called only when the heap holds at least ``min_
 cost full fine-tuning of the bge-m3 shape 8-10 % of its speed and did not lower the peak reliably (the peak
 is reached inside a step). LoRA runs, whose point is memory, trim inside the step instead: every few encoder
 layers of each forward (and of each recomputation under gradient checkpointing), ``trim_between_layers``;
-on the bge-m3 shape that lowers the peak from ~2.3 to ~1.95 GB for ~2 % of the step time (a fixed
+on the bge-m3 shape that lowers the peak from ~2.3-2.5 to ~1.95 GB for 2-8 % of the step time (a fixed
 ``M_MMAP_THRESHOLD`` of 64 KB-1 MB reaches ~1.5 GB but makes steps 1.7x slower: every large tensor is then a
 fresh mmap). Elsewhere (macOS, musl, Windows) these calls are no-ops.
 """
