@@ -15,6 +15,25 @@ from embtune.training.loop import train
 from embtune.training.recipe import config_from_dict
 
 
+def test_final_save_runs_without_the_optimizer_state(tiny_bert_dir, pairs_file, tmp_path, config_factory,
+                                                     monkeypatch):
+    import embtune.training.loop as loop
+
+    made, seen = [], []
+    real_build, real_write = loop.build_optimizer, EmbeddingModel.write_folder
+    monkeypatch.setattr(loop, "build_optimizer", lambda *a: made.append(real_build(*a)) or made[-1])
+
+    def write_folder(self, folder, *args, **kwargs):
+        seen.append((len(made[0].state), [p.grad is None for p in self.parameters()]))
+        return real_write(self, folder, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingModel, "write_folder", write_folder)
+    train(config_from_dict(config_factory(tiny_bert_dir, pairs_file, tmp_path / "run", max_steps=4, save_steps=2)))
+    # checkpoints (written during the loop) hold the moments; the final save comes after they are freed
+    assert seen[0][0] > 0 and seen[-1][0] == 0 and all(seen[-1][1])
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-4" / "optimizer.pt").exists()
+
+
 @pytest.mark.slow
 def test_six_step_run_writes_model_checkpoints_and_log(tiny_bert_dir, pairs_file, tmp_path, config_factory):
     out = tmp_path / "run"

@@ -17,6 +17,7 @@ Helpers below ``train`` each do one thing and hold no state between calls; what 
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import time
@@ -216,6 +217,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     progress.close()
     if window.batches:  # steps since the last log row
         _log(run, window.flush(state.epoch, state.step, None, optimizer))
+    _release_optimizer_state(run)
 
     # --- 6. end: best model, final metrics, final model + card ----------------------------------------
     metrics: dict[str, Any] = {}
@@ -345,6 +347,17 @@ def _forward_backward(run: Run, loss_fn: Loss, batch: Batch, scale: float, sync:
         scaled = loss * scale
         (scaler.scale(scaled) if scaler is not None else scaled).backward()
     return loss.detach()
+
+
+def _release_optimizer_state(run: Run) -> None:
+    """Free the optimizer's moments and the gradients once the last step is done (the final evaluation and save
+    need neither). The save reads every weight, which brings in the pages of embedding rows training never
+    touched (memory-mapped from the base model's file): with the moments still held, that made the save the
+    peak of a bge-m3 run (6.9 GB vs 6.2 GB during the steps). The optimizer object stays usable (empty state)."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.optimizer.state.clear()
+    gc.collect()
+    release_free_heap()
 
 
 def _optimizer_step(run: Run, params: list[nn.Parameter]) -> float:
