@@ -61,3 +61,27 @@ def test_module_is_identity_in_eval_and_for_p0_and_zero_for_p1():
     assert torch.count_nonzero(Dropout(1.0).train()(x)) == 0
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.5)
+
+
+def test_masks_follow_torchs_generator_state_and_advance_it():
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    a, _ = keep_mask((1000,), 0.5)
+    b, _ = keep_mask((1000,), 0.5)
+    assert not torch.equal(a, b)  # each mask draws from the generator
+    torch.set_rng_state(state)  # what exact resume and gradient checkpointing do
+    assert torch.equal(keep_mask((1000,), 0.5)[0], a)
+    assert torch.equal(keep_mask((1000,), 0.5)[0], b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_applied_mask_equals_a_boolean_multiply(dtype):
+    torch.manual_seed(6)
+    x = torch.randn(300, 7).to(dtype).requires_grad_()
+    state = torch.get_rng_state()
+    y = dropout(x, 0.1)
+    torch.set_rng_state(state)
+    keep, scale = keep_mask(x.shape, 0.1)
+    assert torch.equal(y, torch.where(keep, x * scale, torch.zeros((), dtype=dtype)))
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, torch.where(keep, torch.full_like(x, scale), torch.zeros((), dtype=dtype)))

@@ -156,7 +156,10 @@ class EncoderLayer(nn.Module):
         of short texts are not padded to the longest text of the batch. Without dropout or a position bias,
         ``scaled_dot_product_attention`` (a fused kernel on CPU); in training, explicit scores -> softmax ->
         dropout (embtune's cheap masks) -> values: torch's fused CPU kernel has no dropout, and its unfused
-        fallback draws ``bernoulli_`` masks and rebuilds the key mask in every layer.
+        fallback draws ``bernoulli_`` masks and rebuilds the key mask in every layer. Under bf16 autocast the
+        softmax runs on the bf16 scores (float32 inside the kernel, bf16 out) instead of autocast's float32 copy:
+        the probabilities are rounded to bf16 for the value matmul either way, and dropout and the softmax
+        backward then work on half the bytes.
         """
         p = self.attention_dropout if self.training else 0.0
         outs = []
@@ -174,8 +177,9 @@ class EncoderLayer(nn.Module):
                     add = rel if add is None else rel + add
                 if add is not None:
                     scores = scores + add
-                probs = dropout(torch.softmax(scores, -1), p, self.training)
-                out = torch.matmul(probs.to(v.dtype), v)
+                with torch.autocast(scores.device.type, enabled=False):  # bf16 scores: bf16 probabilities
+                    probs = torch.softmax(scores, -1)
+                out = torch.matmul(dropout(probs, p, self.training).to(v.dtype), v)
             outs.append(group.from_grid(out.transpose(1, 2).reshape(n * t, -1)))
         if layout.spare:  # the token matrix's spare rows (see FastEncoder.forward): not attended, never read
             outs.append(outs[0].new_zeros(layout.spare, outs[0].shape[1]))
