@@ -203,8 +203,13 @@ class _Group:
     def to_grid(self, x: Tensor) -> Tensor:
         """(tokens, C) -> (rows * width, C). Pad cells copy a real token of their row: finite values that
         attention masks out (as keys, their softmax weight is exactly 0; as queries, their output is dropped),
-        so they get exactly zero gradient."""
-        return x if self.grid_index is None else x.index_select(0, self.grid_index)
+        so they get exactly zero gradient; the backward therefore reads each token's gradient at its real cell
+        (``_GatherRows``) instead of scattering every cell back into zeros."""
+        if self.grid_index is None:
+            return x
+        if x.requires_grad and torch.is_grad_enabled():
+            return _GatherRows.apply(x, self.grid_index, self.real_index)
+        return x.index_select(0, self.grid_index)
 
     def from_grid(self, x: Tensor) -> Tensor:
         """(rows * width, C) -> (tokens, C)."""
@@ -218,6 +223,23 @@ class _Group:
             zeros = torch.zeros(self.key_mask.shape, dtype=dtype, device=self.key_mask.device)
             self._bias[dtype] = zeros.masked_fill_(~self.key_mask, torch.finfo(dtype).min)
         return self._bias[dtype]
+
+
+class _GatherRows(torch.autograd.Function):
+    """``x.index_select(0, index)`` whose backward is ``grad.index_select(0, back)``: exact when row i of x is
+    copied to output row ``back[i]`` (among others) and every other output row gets a zero gradient, as the
+    grid cells of ``_Group.to_grid`` do. Saves the (cells x C) zero fill and the scatter-add of the default
+    backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, back: Tensor) -> Tensor:
+        ctx.save_for_backward(back)
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (back,) = ctx.saved_tensors
+        return grad.index_select(0, back), None, None
 
 
 # Attention work of a group ~ rows * width^2; each extra group costs about this many units in per-operation
