@@ -4,7 +4,7 @@
 
 Starts the server twice as a subprocess on 127.0.0.1 (default settings, then --no-batching), and for 1, 8 and
 64 concurrent clients sends a fixed number of requests of 16 STS-B test sentences each (base64 encoding, as the
-openai client asks for). Every client is a thread with one keep-alive connection; the test stops by itself.
+openai client asks for; ``--format float`` for JSON numbers, the API's default, e.g. from curl). Every client is a thread with one keep-alive connection; the test stops by itself.
 Prints throughput (texts/s) and p50/p99 latency per level and the batching/per-request throughput ratio, and
 the ceiling of that ratio (a lone process encoding the same texts in 16- vs 1,024-text calls); writes
 bench/results/serve_load.json. Targets: >= 3x at 64 clients, p99 < 1 s at 8 clients.
@@ -168,12 +168,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="bundled:all-MiniLM-L6-v2")
     parser.add_argument("--quick", action="store_true", help="a quarter of the requests (smoke run)")
-    parser.add_argument("--output", default=str(HERE / "results" / "serve_load.json"))
+    parser.add_argument("--format", choices=["base64", "float"], default="base64",
+                        help="encoding_format of the requests (float: the OpenAI API's default, JSON numbers)")
+    parser.add_argument("--output", default=None, help="default: bench/results/serve_load[_float].json")
     args = parser.parse_args()
     levels = {c: max(c, n // 4) for c, n in LEVELS.items()} if args.quick else LEVELS
     texts, source = load_texts()
     bodies = [
-        json.dumps({"input": texts[i : i + TEXTS_PER_REQUEST], "encoding_format": "base64"}).encode()
+        json.dumps({"input": texts[i : i + TEXTS_PER_REQUEST], "encoding_format": args.format}).encode()
         for i in range(0, len(texts) - TEXTS_PER_REQUEST, TEXTS_PER_REQUEST)
     ]
     results = {}
@@ -198,6 +200,7 @@ def main() -> None:
         "model": args.model,
         "texts": source,
         "texts_per_request": TEXTS_PER_REQUEST,
+        "encoding_format": args.format,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "results": results,
         "throughput_ratio_by_clients": ratios,
@@ -205,6 +208,8 @@ def main() -> None:
         "targets": {"ratio_at_64_clients": ">= 3", "p99_at_8_clients_s": "< 1.0"},
         "met": {"ratio_at_64_clients": ratios["64"] >= 3.0, "p99_at_8_clients": p99_8 < 1.0},
     }
+    if args.output is None:
+        args.output = str(HERE / "results" / ("serve_load.json" if args.format == "base64" else "serve_load_float.json"))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.output}")

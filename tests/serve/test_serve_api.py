@@ -155,3 +155,22 @@ def test_health_models_metrics_and_unknown_routes(server):
         assert name in text
     status, body = get(server + "/v1/nothing")
     assert status == 404 and "error" in json.loads(body)
+
+
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_json_response_round_trips_float32_exactly(with_orjson, monkeypatch):
+    import sys
+
+    pytest.importorskip("fastapi")
+    from embtune.serve.app import json_response
+
+    if with_orjson:
+        pytest.importorskip("orjson")
+    else:
+        monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson -> ImportError: the stdlib fallback
+    emb = np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32)
+    emb[0, 0], emb[1, 1] = 1e-39, 3.4e38  # a subnormal and a value near the float32 maximum
+    body = json.loads(json_response({"object": "list", "data": [{"index": i, "embedding": r} for i, r in
+                                                                   enumerate(emb)]}).body)
+    assert np.array_equal(np.array([d["embedding"] for d in body["data"]], dtype=np.float32), emb)
+    assert np.array_equal(np.array(json.loads(json_response(emb).body), dtype=np.float32), emb)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import json
 import logging
 import os
 import time
@@ -102,6 +103,26 @@ def _truncate(emb: np.ndarray, dimensions: int | None, normalize: bool) -> np.nd
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         emb = emb / np.maximum(norms, 1e-12)
     return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def json_response(payload):
+    """A JSON response whose numpy float32 arrays are written by orjson (the serve extra) in one pass: FastAPI's
+    default encoder walks every float of a returned dict in Python (~10x slower for 16 x 384 floats, CPU that
+    the HTTP process takes from the encoder). Each float32 is written as its shortest round-trip decimal, so a
+    client that parses it back to float32 gets the exact value. Without orjson: the standard json module."""
+    from fastapi.responses import Response
+
+    try:
+        import orjson
+    except ImportError:
+        def plain(value):
+            return value.tolist() if isinstance(value, np.ndarray) else value
+        if isinstance(payload, dict) and "data" in payload:
+            payload = {**payload, "data": [{**d, "embedding": plain(d["embedding"])} for d in payload["data"]]}
+        body = json.dumps(plain(payload), separators=(",", ":")).encode()
+    else:
+        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content=body, media_type="application/json")
 
 
 class _State:
@@ -247,14 +268,14 @@ def _add_routes(app, state: _State) -> None:
         if body.encoding_format == "base64":
             rows = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in emb]
         else:
-            rows = emb.tolist()
+            rows = list(emb)  # float32 rows: json_response writes them without a Python float per value
         used = sum(min(c, model.max_seq_length) for c in counts)
-        return {
+        return json_response({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
             "model": body.model or state.name,
             "usage": {"prompt_tokens": used, "total_tokens": used},
-        }
+        })
 
     @app.post("/embed")
     async def embed(body: EmbedRequest):
@@ -270,7 +291,7 @@ def _add_routes(app, state: _State) -> None:
             raise ApiError(413, f"an input has {max(counts)} tokens; at most {model.max_seq_length} "
                                 "(send \"truncate\": true to cut longer inputs)")
         emb = await state.embed(texts, counts)
-        return JSONResponse(_truncate(emb, body.dimensions, body.normalize).tolist())
+        return json_response(_truncate(emb, body.dimensions, body.normalize))
 
     @app.get("/health")
     async def health():
