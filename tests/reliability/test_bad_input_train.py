@@ -291,3 +291,16 @@ def test_subprocess_shows_one_line_and_no_traceback(case_id, model_dir, tmp_path
     assert_one_line_error(proc.returncode, proc.stderr, *case.fragments)
     assert proc.stdout == ""
     assert not out.exists()
+
+
+def test_a_run_stopped_before_its_log_does_not_block_the_next(model_dir, tmp_path):
+    """A run killed after writing its data report but before training_log.jsonl left only embtune's own files:
+    the next run with overwrite_output_dir replaces them (a foreign file still blocks it, test above)."""
+    data = tmp_path / "data.csv"
+    data.write_text(GOOD_CSV)
+    out = tmp_path / "out"
+    (out / ".cache").mkdir(parents=True)
+    (out / "data_report.json").write_text("{}")
+    recipe = write_recipe(tmp_path, model_dir, data, args={"overwrite_output_dir": True})
+    assert main(["train", str(recipe), "--json"]) == 0
+    assert (out / "modules.json").is_file() and (out / "training_log.jsonl").is_file()

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import EmbtuneError
 from ..utils.atomic import DiskFull, atomic_dir, recover, recover_all
+from ..utils.paths import RUN_SCRATCH
 from .log import finite_json
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -68,7 +69,7 @@ def check_output_dir(output_dir: Path, ours: bool, overwrite: bool) -> None:
     if ours or overwrite or not output_dir.is_dir():
         return
     # .cache and the data report (written before training, also by a run the report stopped) are ours too
-    foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in (".cache", "data_report.json"))
+    foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in RUN_SCRATCH)
     if foreign:
         raise EmbtuneError(
             f"{output_dir}: exists and holds files that are not an embtune run ({', '.join(foreign[:3])}"

@@ -95,6 +95,11 @@ def is_embtune_run(folder: Path) -> bool:
     return checkpoints.is_dir() and any(p.name.startswith("checkpoint-") for p in checkpoints.iterdir())
 
 
+# What a run writes into output_dir before training_log.jsonl exists: a run stopped (or killed) that early
+# leaves only these, and they do not make the folder someone else's.
+RUN_SCRATCH = (".cache", "data_report.json")
+
+
 def check_output_dir(
     output_dir: str, *, overwrite: bool, protected: Iterable[tuple[str, Path]] = (), key: str = "args.output_dir"
 ) -> Path:
@@ -125,7 +130,7 @@ def check_output_dir(
                 "whole and would delete it: choose another output_dir"
             )
     if out.is_dir() and overwrite and not is_embtune_run(out):
-        foreign = sorted(p.name for p in out.iterdir() if p.name != ".cache")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_SCRATCH)
         if foreign:
             raise EmbtuneError(
                 f"{out}: holds files embtune did not write ({', '.join(foreign[:3])}"
