@@ -4,7 +4,8 @@
 
 Starts the server twice as a subprocess on 127.0.0.1 (default settings, then --no-batching), and for 1, 8 and
 64 concurrent clients sends a fixed number of requests of 16 STS-B test sentences each (base64 encoding, as the
-openai client asks for; ``--format float`` for JSON numbers, the API's default, e.g. from curl). Every client is a thread with one keep-alive connection; the test stops by itself.
+openai client asks for; ``--format float`` for JSON numbers, the API's default, e.g. from curl). Every client
+is a thread with one keep-alive connection; the test stops by itself.
 Prints throughput (texts/s) and p50/p99 latency per level and the batching/per-request throughput ratio, and
 the ceiling of that ratio (a lone process encoding the same texts in 16- vs 1,024-text calls); writes
 bench/results/serve_load.json. Targets: >= 3x at 64 clients, p99 < 1 s at 8 clients.

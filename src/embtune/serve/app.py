@@ -114,12 +114,8 @@ def json_response(payload):
 
     try:
         import orjson
-    except ImportError:
-        def plain(value):
-            return value.tolist() if isinstance(value, np.ndarray) else value
-        if isinstance(payload, dict) and "data" in payload:
-            payload = {**payload, "data": [{**d, "embedding": plain(d["embedding"])} for d in payload["data"]]}
-        body = json.dumps(plain(payload), separators=(",", ":")).encode()
+    except ImportError:  # json calls default() for every value it cannot write: here the numpy arrays
+        body = json.dumps(payload, separators=(",", ":"), default=np.ndarray.tolist).encode()
     else:
         body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(content=body, media_type="application/json")
