@@ -3,8 +3,9 @@
 In one process the event loop (parsing requests, counting tokens, writing responses) and the encode thread
 take turns on the GIL, and embtune's encoder holds it between every one of its many small operations; on 2
 cores the server encoded ~1,200 texts/s where a lone process does ~1,800. ``EncodeProcess`` starts a spawned
-child that loads the model the same way and answers ``encode`` calls over a pipe (lists of texts in, float32
-arrays out); the batcher's worker thread blocks on the pipe without the GIL. The child is restarted when it
+child that loads the model the same way and answers ``encode`` calls over a pipe (lists of texts, or of
+(ids, type_ids) pairs the HTTP process already tokenized, in; float32 arrays out); the batcher's worker thread
+blocks on the pipe without the GIL. The child is restarted when it
 dies (the requests of the batches in it get a 500), and stopped when the server stops.
 
 Calls may overlap (``concurrency`` = 2): a second call sends its batch while the first waits for its result,
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 class EncodeProcess:
-    """``encode(texts) -> (N, D) float32`` answered by a child process holding its own copy of the model.
+    """``encode(texts) -> (N, D) float32`` answered by a child process holding its own copy of the model; the
+    texts may also be (ids, type_ids) pairs of ``model.transformer.token_ids`` (``serve.app._State.tokenize``).
 
     Args:
         load: keyword arguments of ``EmbeddingModel.load`` in the child (``name_or_path`` and the opt-ins).
@@ -127,6 +129,14 @@ class EncodeProcess:
             self._conn.close()
 
 
+def encode_tokenized(model, items: list[tuple[list[int], list[int] | None]], precision: str) -> np.ndarray:
+    """(ids, type_ids) pairs (``serve.app._State.tokenize``) -> (N, D) float32, the rows ``encode`` gives."""
+    from ..models.encode import encode_token_ids
+
+    types = [t for _, t in items] if items and items[0][1] is not None else None
+    return encode_token_ids(model, [ids for ids, _ in items], types, precision=precision)
+
+
 def _child_main(conn: Any, load: dict[str, Any], encode: dict[str, Any]) -> None:
     """The child: load, warm up, then answer until told to stop or the parent goes away."""
     import os
@@ -149,7 +159,11 @@ def _child_main(conn: Any, load: dict[str, Any], encode: dict[str, Any]) -> None
         if texts is None:
             return
         try:
-            conn.send(("ok", np.ascontiguousarray(model.encode(texts, convert_to="numpy", **encode), dtype=np.float32)))
+            if texts and not isinstance(texts[0], str):  # tokenized: (ids, type_ids) pairs
+                emb = encode_tokenized(model, texts, encode.get("precision", "auto"))
+            else:
+                emb = model.encode(texts, convert_to="numpy", **encode)
+            conn.send(("ok", np.ascontiguousarray(emb, dtype=np.float32)))
         except EmbtuneError as exc:
             conn.send(("embtune_error", str(exc)))
         except Exception as exc:  # noqa: BLE001 - any failure of one call goes back to its requests
