@@ -139,10 +139,27 @@ def test_tei_embed(server, serve_model):
     np.testing.assert_allclose(np.array(out), serve_model.encode(TEXTS[:2], precision="fp32"), atol=1e-6)
     status, out = post(server + "/embed", {"inputs": "music " * 100})  # 100+ tokens > 64, truncate false
     assert status == 413 and set(out) == {"error", "error_type"} and "truncate" in out["error"]
+    full = len(serve_model.tokenizer("music " * 100)["input_ids"])  # the message gives the untruncated count
+    assert f"has {full} tokens; at most 64" in out["error"]
     status, out = post(server + "/embed", {"inputs": "music " * 100, "truncate": True})
     assert status == 200 and len(out[0]) == 32
     status, out = post(server + "/embed", {"inputs": "a", "prompt_name": "nope"})
     assert status == 400 and "prompt" in out["error"]
+
+
+def metric(text: str, name: str) -> float:
+    return float(next((line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")), 0))
+
+
+def test_metrics_count_answered_and_refused_requests(server):
+    before = get(server + "/metrics")[1]
+    post(server + "/v1/embeddings", {"input": "a"})
+    post(server + "/v1/embeddings", {"input": "a"}, key="wrong")
+    post(server + "/v1/embeddings", {"input": []})
+    after = get(server + "/metrics")[1]
+    for status, added in (("200", 1), ("401", 1), ("400", 1)):
+        name = f'embtune_requests_total{{route="/v1/embeddings",status="{status}"}}'
+        assert metric(after, name) - metric(before, name) == added, name
 
 
 def test_health_models_metrics_and_unknown_routes(server):
