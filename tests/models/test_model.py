@@ -10,7 +10,7 @@ import torch
 
 from embtune.errors import EmbtuneError
 from embtune.models.embedding_model import EmbeddingModel
-from embtune.models.encode import _batches, _cuts, encode_token_ids, quantize_embeddings
+from embtune.models.encode import encode_token_ids, quantize_embeddings
 
 TEXTS = ["the cat runs fast", "a dog", "the big red bus goes to the city at night", "music", "the moon and the sun"]
 
@@ -43,20 +43,6 @@ def test_encode_token_ids_gives_the_rows_of_encode(tiny):
         np.testing.assert_array_equal(encode_token_ids(tiny, ids, types, precision=precision),
                                       tiny.encode(TEXTS, precision=precision))
     assert encode_token_ids(tiny, []).shape == (0, 32)
-
-
-def test_batches_are_as_even_as_the_greedy_count_allows():
-    rng = np.random.default_rng(0)
-    for n, budget in ((352, 4096), (1000, 4096), (50, 256), (7, 4096)):
-        lengths = rng.integers(3, 60, n)
-        order = np.argsort(-lengths, kind="stable")
-        batches = list(_batches(order, lengths, 1024, budget))
-        tokens = [len(b) * int(lengths[b[0]]) for b in batches]
-        assert sorted(np.concatenate(batches).tolist()) == list(range(n))  # every row once, longest first
-        assert len(batches) == len(_cuts(order, lengths, 1024, budget)) and max(tokens) <= budget
-        if len(batches) > 1:  # the greedy cut leaves a small tail; the even cut does not
-            greedy = np.diff([0, *_cuts(order, lengths, 1024, budget)])
-            assert min(tokens) >= 0.5 * max(tokens) and min(tokens) > int(greedy[-1]) * int(lengths[order[-greedy[-1]]])
 
 
 def test_encode_single_string_and_torch_output(tiny):

@@ -229,34 +229,13 @@ def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_to
 
 
 def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int):
-    """Cut length-sorted rows into batches of at most ``batch_size`` rows and ``max_tokens`` padded tokens,
-    as even in tokens as the same number of batches allows: 352 short texts are two forwards of ~2,500
-    tokens, not 4,096 + 832 (a forward of under ~2,000 tokens runs at 0.7-0.8x the rate of a 4,096-token one
-    on the bundled model on CPU, so a small tail batch costs more than its share)."""
-    count = len(_cuts(order, lengths, batch_size, max_tokens))
-    budget = max_tokens
-    if count > 1:  # the smallest budget that still needs no more batches (the count only falls as it grows)
-        low = 1
-        while low < budget:
-            mid = (low + budget) // 2
-            if len(_cuts(order, lengths, batch_size, mid)) <= count:
-                budget = mid
-            else:
-                low = mid + 1
-    start = 0
-    for end in _cuts(order, lengths, batch_size, budget):
-        yield order[start:end]
-        start = end
-
-
-def _cuts(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[int]:
-    """End of each greedy batch: as many rows as fit (rows x the batch's longest row <= max_tokens)."""
-    ends, start, n = [], 0, len(order)
+    """Cut length-sorted rows into batches of at most ``batch_size`` rows and ``max_tokens`` padded tokens."""
+    start, n = 0, len(order)
     while start < n:
         longest = int(lengths[order[start]])  # rows are sorted longest first
-        start += max(1, min(batch_size, max_tokens // max(longest, 1)))
-        ends.append(min(start, n))
-    return ends
+        size = max(1, min(batch_size, max_tokens // max(longest, 1)))
+        yield order[start : start + size]
+        start += size
 
 
 def _progress(total: int, show: bool | None):
