@@ -5,8 +5,8 @@ take turns on the GIL, and embtune's encoder holds it between every one of its m
 cores the server encoded ~1,200 texts/s where a lone process does ~1,800. ``EncodeProcess`` starts a spawned
 child that loads the model the same way and answers ``encode`` calls over a pipe (lists of texts, or of
 (ids, type_ids) pairs the HTTP process already tokenized, in; float32 arrays out); the batcher's worker thread
-blocks on the pipe without the GIL. The child is restarted when it
-dies (the requests of the batches in it get a 500), and stopped when the server stops.
+blocks on the pipe without the GIL. The child is restarted when it dies (the requests of the batches in it get
+a 500), and stopped when the server stops.
 
 Calls may overlap (``concurrency`` = 2): a second call sends its batch while the first waits for its result,
 so the child finds the next batch waiting when it finishes one, instead of idling while the parent answers
