@@ -45,6 +45,19 @@ def test_encode_token_ids_gives_the_rows_of_encode(tiny):
     assert encode_token_ids(tiny, []).shape == (0, 32)
 
 
+def test_encode_token_ids_leaves_out_per_text_prompts_like_encode(tiny):
+    tiny.pooling.include_prompt = False
+    plain = tiny.encode(TEXTS[:2], precision="fp32")
+    prompted = tiny.encode(TEXTS[2:], prompt="query: ", precision="fp32")
+    ids, types, _ = tiny.transformer.token_ids(TEXTS[:2] + ["query: " + t for t in TEXTS[2:]])
+    skip = [0, 0] + [len(tiny.transformer.token_ids(["query: "])[0][0]) - 1] * 3
+    got = encode_token_ids(tiny, ids, types, precision="fp32", prompt_length=skip)
+    np.testing.assert_allclose(got, np.concatenate([plain, prompted]), atol=1e-6)
+    assert not np.allclose(got[2:], tiny.encode(["query: " + t for t in TEXTS[2:]], precision="fp32"), atol=1e-3)
+    with pytest.raises(EmbtuneError, match="one per text"):
+        encode_token_ids(tiny, ids, types, prompt_length=[1])
+
+
 def test_encode_single_string_and_torch_output(tiny):
     one = tiny.encode("a dog", precision="fp32")
     assert one.shape == (32,)

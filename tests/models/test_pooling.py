@@ -67,6 +67,14 @@ def test_exclude_prompt_tokens():
     torch.testing.assert_close(out, expected)
 
 
+def test_prompt_lengths_per_row():
+    p = Pooling(2, "mean", include_prompt=False)
+    torch.testing.assert_close(p(HIDDEN, MASK, prompt_length=torch.tensor([1, 1])), p(HIDDEN, MASK, prompt_length=1))
+    rows = p(HIDDEN, MASK, prompt_length=torch.tensor([1, 0]))  # row 0 skips one token, row 1 none
+    torch.testing.assert_close(rows[0], p(HIDDEN, MASK, prompt_length=1)[0])
+    torch.testing.assert_close(rows[1], p(HIDDEN, MASK)[1])
+
+
 def test_config_round_trip_classic_and_new():
     p = Pooling(384, ["mean", "cls"], include_prompt=False)
     again = Pooling.from_config(p.get_config())

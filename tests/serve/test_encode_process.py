@@ -30,7 +30,7 @@ def test_child_embeddings_equal_encode_and_a_dead_child_is_replaced(saved_model)
         assert got.dtype == np.float32 and np.abs(got - want).max() < 1e-6
         model = EmbeddingModel.load(saved_model)
         ids, types, _ = model.transformer.token_ids(TEXTS)  # the server sends what its HTTP process tokenized
-        assert np.abs(encoder(list(zip(ids, types, strict=True))) - want).max() < 1e-6
+        assert np.abs(encoder([(i, t, 0) for i, t in zip(ids, types, strict=True)]) - want).max() < 1e-6
         first = encoder.pid
         os.kill(first, signal.SIGKILL)
         with pytest.raises(RuntimeError, match="died"):  # the batch in flight fails (a 500), nothing hangs

@@ -147,6 +147,23 @@ def test_tei_embed(server, serve_model):
     assert status == 400 and "prompt" in out["error"]
 
 
+def test_prompts_left_out_of_the_pool_as_encode_leaves_them_out(start_server, tiny_bert_dir):
+    """A pooling with include_prompt false: a request with a prompt and one without, sent together (a 0.3 s
+    wait, so they usually share a batch), each give the rows encode gives (the prompt's tokens not pooled)."""
+    from embtune.models.embedding_model import EmbeddingModel
+
+    model = EmbeddingModel.from_transformer(tiny_bert_dir, normalize=True)
+    model.pooling.include_prompt = False
+    model.prompts = {"query": "query: "}
+    with start_server(model, max_wait_ms=300) as url, ThreadPoolExecutor(2) as pool:
+        asked = pool.submit(post, url + "/embed", {"inputs": TEXTS, "prompt_name": "query"}, None)
+        plain = pool.submit(post, url + "/embed", {"inputs": TEXTS}, None)
+        (s1, with_prompt), (s2, without) = asked.result(), plain.result()
+    assert s1 == s2 == 200
+    np.testing.assert_allclose(np.array(with_prompt), model.encode(TEXTS, prompt_name="query", precision="fp32"), atol=1e-6)
+    np.testing.assert_allclose(np.array(without), model.encode(TEXTS, precision="fp32"), atol=1e-6)
+
+
 def metric(text: str, name: str) -> float:
     return float(next((line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")), 0))
 

@@ -187,12 +187,19 @@ def encode_token_ids(
     precision: str = "auto",
     batch_size: int | None = None,
     max_batch_tokens: int | None = None,
-    prompt_length: int = 0,
+    prompt_length: int | Sequence[int] = 0,
 ) -> np.ndarray:
     """Embed texts that are already tokenized (``model.transformer.token_ids``: truncated, special tokens
     added): (N,) id lists -> (N, D) float32, the rows ``encode`` gives for the same texts. ``embtune serve``
     tokenizes each request once in its HTTP process (for limits and ``usage``) and hands the ids to the
-    encoder process, so the encoder spends no time on tokenizing."""
+    encoder process, so the encoder spends no time on tokenizing.
+
+    ``prompt_length``: tokens of a prompt at the start of every text, or one count per text, which a pooling
+    with ``include_prompt: false`` leaves out (``encode`` computes it from its ``prompt``)."""
+    if not isinstance(prompt_length, int):
+        prompt_length = np.asarray(prompt_length, dtype=np.int64)
+        if prompt_length.shape != (len(ids),):
+            raise EmbtuneError(f"prompt_length has {prompt_length.size} values for {len(ids)} texts; pass one per text")
     _check_options(batch_size, max_batch_tokens, "numpy", None, None, model.embedding_dim)
     out = torch.empty((len(ids), model.embedding_dim), dtype=torch.float32)
     if ids:
@@ -201,9 +208,10 @@ def encode_token_ids(
     return out.numpy()
 
 
-def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_tokens, prompt_len: int,
+def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_tokens, prompt_len: int | np.ndarray,
                  show_progress_bar: bool | None) -> None:
-    """Fill ``out`` (N, D) with the embeddings of N tokenized texts: sorted by length, cut into batches."""
+    """Fill ``out`` (N, D) with the embeddings of N tokenized texts: sorted by length, cut into batches.
+    ``prompt_len``: one prompt length for all texts, or an (N,) array of them."""
     run_device = model.device
     if max_batch_tokens is None:
         max_batch_tokens = CPU_BATCH_TOKENS if run_device.type == "cpu" else 65536
@@ -218,7 +226,7 @@ def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_to
             for idx in _batches(order, lengths, batch_size or MAX_BATCH_TEXTS, max_batch_tokens):
                 feats = model.transformer.pad([ids[i] for i in idx], [types[i] for i in idx] if types else None)
                 feats = {k: v.to(run_device, non_blocking=True) for k, v in feats.items()}
-                emb = runner(feats, prompt_len)
+                emb = runner(feats, prompt_len if isinstance(prompt_len, int) else torch.from_numpy(prompt_len[idx]))
                 out[torch.from_numpy(idx)] = emb.float().cpu()
                 if progress is not None:
                     progress.update(len(idx))

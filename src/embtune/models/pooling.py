@@ -117,9 +117,12 @@ class Pooling(nn.Module):
     def output_dimension(self) -> int:
         return self.dimension * len(self.modes)
 
-    def forward(self, hidden: Tensor, mask: Tensor, prompt_length: int = 0) -> Tensor:
-        """(B, T, D), (B, T) -> (B, D * len(modes))."""
-        if not self.include_prompt and prompt_length > 0:
+    def forward(self, hidden: Tensor, mask: Tensor, prompt_length: int | Tensor = 0) -> Tensor:
+        """(B, T, D), (B, T) -> (B, D * len(modes)). ``prompt_length``: one for the batch, or (B,) per row."""
+        if not self.include_prompt and isinstance(prompt_length, Tensor):
+            positions = torch.arange(mask.shape[1], device=mask.device)
+            mask = mask * (positions[None, :] >= prompt_length.to(mask.device)[:, None]).to(mask.dtype)
+        elif not self.include_prompt and prompt_length > 0:
             mask = mask.clone()
             mask[:, :prompt_length] = 0
         outputs = [POOLING_FUNCTIONS[m](hidden, mask) for m in self.modes]

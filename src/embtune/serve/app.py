@@ -133,6 +133,7 @@ class _State:
         self.closing = False
         self.name = config.model_name or (model.source or "embtune-model")
         self.created = int(time.time())
+        self._prompt_tokens: dict[str, int] = {}  # prompt -> its token count (see tokenize)
         self.encoder = None
         if config.encode_process:
             self.encoder = EncodeProcess(load or {"name_or_path": model.source}, {"prompt": "", "precision": config.precision})
@@ -146,18 +147,28 @@ class _State:
             workers=self.encoder.concurrency if self.encoder is not None else 1,
         )
 
-    def tokenize(self, texts: list[str]) -> tuple[list[tuple[list[int], list[int] | None]], int]:
-        """Texts (prompt applied) -> ((ids, type_ids) per text, truncated as the model truncates, with special
-        tokens; the number of texts that were truncated). Tokenized once, here: the encoder takes the ids."""
+    def tokenize(self, texts: list[str], prompt: str) -> tuple[list[tuple], int]:
+        """Texts (``prompt`` already prepended) -> ((ids, type_ids, prompt tokens) per text, truncated as the
+        model truncates, with special tokens; the number of texts that were truncated). Tokenized once, here:
+        the encoder takes the ids. The prompt tokens are what a pooling with ``include_prompt: false`` leaves
+        out (0 otherwise); requests with different prompts can share a batch."""
         ids, types, truncated = self.model.transformer.token_ids(texts)
-        return list(zip(ids, types if types is not None else [None] * len(ids), strict=True)), truncated
+        skip = 0
+        if prompt and not self.model.pooling.include_prompt:
+            if prompt not in self._prompt_tokens:
+                from ..models.encode import _prompt_length
 
-    async def embed(self, items: list[tuple[list[int], list[int] | None]]) -> np.ndarray:
-        """Queue tokenized texts; the (N, D) embeddings."""
+                self._prompt_tokens[prompt] = _prompt_length(self.model, prompt)
+            skip = self._prompt_tokens[prompt]
+        types = types if types is not None else [None] * len(ids)
+        return [(i, t, skip) for i, t in zip(ids, types, strict=True)], truncated
+
+    async def embed(self, items: list[tuple]) -> np.ndarray:
+        """Queue tokenized texts (``tokenize``); the (N, D) embeddings."""
         import asyncio
 
         try:
-            future = self.batcher.submit(items, sum(len(ids) for ids, _ in items))
+            future = self.batcher.submit(items, sum(len(item[0]) for item in items))
         except Overloaded as exc:
             raise ApiError(503, f"server overloaded ({exc}); retry shortly", code="overloaded") from None
         except ShuttingDown:
@@ -287,14 +298,14 @@ def _add_routes(app, state: _State) -> None:
         _check_dimensions(body.dimensions, model.embedding_dim)
         prompt = model.resolve_prompt()
         texts = [prompt + t for t in texts] if prompt else texts
-        items, _ = state.tokenize(texts)
+        items, _ = state.tokenize(texts, prompt)
         emb = await state.embed(items)
         emb = _truncate(emb, body.dimensions, normalize=body.dimensions is not None and model.normalizes)
         if body.encoding_format == "base64":
             rows = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in emb]
         else:
             rows = list(emb)  # float32 rows: json_response writes them without a Python float per value
-        used = sum(len(ids) for ids, _ in items)
+        used = sum(len(item[0]) for item in items)
         return json_response({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
@@ -311,7 +322,7 @@ def _add_routes(app, state: _State) -> None:
         except EmbtuneError as exc:
             raise ApiError(400, str(exc), param="prompt_name") from None
         texts = [prompt + t for t in texts] if prompt else texts
-        items, truncated = state.tokenize(texts)
+        items, truncated = state.tokenize(texts, prompt)
         if truncated and not body.truncate:
             raise ApiError(413, f"an input has {max(state.tokens.count(texts))} tokens; at most {model.max_seq_length} "
                                 "(send \"truncate\": true to cut longer inputs)")

@@ -4,7 +4,7 @@ In one process the event loop (parsing requests, counting tokens, writing respon
 take turns on the GIL, and embtune's encoder holds it between every one of its many small operations; on 2
 cores the server encoded ~1,200 texts/s where a lone process does ~1,800. ``EncodeProcess`` starts a spawned
 child that loads the model the same way and answers ``encode`` calls over a pipe (lists of texts, or of
-(ids, type_ids) pairs the HTTP process already tokenized, in; float32 arrays out); the batcher's worker thread
+(ids, type_ids, prompt tokens) the HTTP process already tokenized, in; float32 arrays out); the batcher's worker thread
 blocks on the pipe without the GIL. The child is restarted when it dies (the requests of the batches in it get
 a 500), and stopped when the server stops.
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 class EncodeProcess:
     """``encode(texts) -> (N, D) float32`` answered by a child process holding its own copy of the model; the
-    texts may also be (ids, type_ids) pairs of ``model.transformer.token_ids`` (``serve.app._State.tokenize``).
+    texts may also be (ids, type_ids, prompt tokens) items of ``serve.app._State.tokenize``.
 
     Args:
         load: keyword arguments of ``EmbeddingModel.load`` in the child (``name_or_path`` and the opt-ins).
@@ -129,12 +129,15 @@ class EncodeProcess:
             self._conn.close()
 
 
-def encode_tokenized(model, items: list[tuple[list[int], list[int] | None]], precision: str) -> np.ndarray:
-    """(ids, type_ids) pairs (``serve.app._State.tokenize``) -> (N, D) float32, the rows ``encode`` gives."""
+def encode_tokenized(model, items: list[tuple], precision: str) -> np.ndarray:
+    """(ids, type_ids, prompt tokens) items (``serve.app._State.tokenize``) -> (N, D) float32, the rows
+    ``encode`` gives."""
     from ..models.encode import encode_token_ids
 
-    types = [t for _, t in items] if items and items[0][1] is not None else None
-    return encode_token_ids(model, [ids for ids, _ in items], types, precision=precision)
+    types = [item[1] for item in items] if items and items[0][1] is not None else None
+    skip = [item[2] for item in items]
+    return encode_token_ids(model, [item[0] for item in items], types, precision=precision,
+                            prompt_length=skip if any(skip) else 0)
 
 
 def _child_main(conn: Any, load: dict[str, Any], encode: dict[str, Any]) -> None:
@@ -159,7 +162,7 @@ def _child_main(conn: Any, load: dict[str, Any], encode: dict[str, Any]) -> None
         if texts is None:
             return
         try:
-            if texts and not isinstance(texts[0], str):  # tokenized: (ids, type_ids) pairs
+            if texts and not isinstance(texts[0], str):  # tokenized: (ids, type_ids, prompt tokens) items
                 emb = encode_tokenized(model, texts, encode.get("precision", "auto"))
             else:
                 emb = model.encode(texts, convert_to="numpy", **encode)
