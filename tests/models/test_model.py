@@ -56,6 +56,8 @@ def test_encode_token_ids_leaves_out_per_text_prompts_like_encode(tiny):
     assert not np.allclose(got[2:], tiny.encode(["query: " + t for t in TEXTS[2:]], precision="fp32"), atol=1e-3)
     with pytest.raises(EmbtuneError, match="one per text"):
         encode_token_ids(tiny, ids, types, prompt_length=[1])
+    np.testing.assert_array_equal(encode_token_ids(tiny, ids, types, precision="fp32", prompt_length=np.int64(2)),
+                                  encode_token_ids(tiny, ids, types, precision="fp32", prompt_length=[2] * 5))
 
 
 def test_encode_single_string_and_torch_output(tiny):

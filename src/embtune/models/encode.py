@@ -196,7 +196,9 @@ def encode_token_ids(
 
     ``prompt_length``: tokens of a prompt at the start of every text, or one count per text, which a pooling
     with ``include_prompt: false`` leaves out (``encode`` computes it from its ``prompt``)."""
-    if not isinstance(prompt_length, int):
+    if isinstance(prompt_length, (int, np.integer)):
+        prompt_length = int(prompt_length)
+    else:
         prompt_length = np.asarray(prompt_length, dtype=np.int64)
         if prompt_length.shape != (len(ids),):
             raise EmbtuneError(f"prompt_length has {prompt_length.size} values for {len(ids)} texts; pass one per text")
