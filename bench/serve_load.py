@@ -60,6 +60,12 @@ def start_server(model: str, batching: bool) -> tuple[subprocess.Popen, int]:
     if not batching:
         cmd.append("--no-batching")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_ready(proc, port)
+    return proc, port
+
+
+def wait_ready(proc: subprocess.Popen, port: int) -> None:
+    """Poll /health until the server answers (exit with its stderr if it dies, or after 2 minutes)."""
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -68,11 +74,20 @@ def start_server(model: str, batching: bool) -> tuple[subprocess.Popen, int]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/health")
             if conn.getresponse().status == 200:
-                return proc, port
+                return
         except OSError:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("server did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM (graceful shutdown), then kill after a minute."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def run_level(port: int, clients: int, n_requests: int, bodies: list[bytes]) -> dict:
@@ -131,11 +146,7 @@ def bench_mode(model: str, batching: bool, bodies: list[bytes], levels: dict[int
         run_level(port, 4, 16, bodies)  # warm-up: kernels, the bf16 weight copy
         return [run_level(port, c, n, bodies) for c, n in levels.items()]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 CEILING_WORKER = """

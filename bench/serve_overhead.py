@@ -16,16 +16,14 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _tree  # noqa: E402, F401 - the working tree's embtune, here and in child processes
-from serve_load import TEXTS_PER_REQUEST, free_port, load_texts, run_level  # noqa: E402
+from serve_load import TEXTS_PER_REQUEST, free_port, load_texts, run_level, stop_server, wait_ready  # noqa: E402
 
 SERVER = """
 import sys
@@ -48,24 +46,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, all threads
 
 
-def wait_ready(port: int, proc: subprocess.Popen) -> None:
-    import http.client
-
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="bundled:all-MiniLM-L6-v2")
@@ -78,7 +58,7 @@ def main() -> None:
                             stderr=subprocess.PIPE, text=True)
     results = {}
     try:
-        wait_ready(port, proc)
+        wait_ready(proc, port)
         for fmt in ("base64", "float"):
             bodies = [json.dumps({"input": texts[i : i + TEXTS_PER_REQUEST], "encoding_format": fmt}).encode()
                       for i in range(0, len(texts) - TEXTS_PER_REQUEST, TEXTS_PER_REQUEST)]
@@ -91,11 +71,7 @@ def main() -> None:
             print(f"{fmt:>6}: {results[fmt]['server_cpu_ms_per_request']:.2f} ms of HTTP-process CPU per request, "
                   f"{row['requests_per_s']:.0f} requests/s, errors={row['errors']}", flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     out = {
         "command": "flock -x /tmp/cpu.lock python bench/serve_overhead.py",
         "model": args.model,

@@ -55,26 +55,9 @@ class ServeConfig:
     graceful_timeout_s: float = 30.0
 
 
-class _Tokens:
-    """Untruncated token counts per text (for /embed's error when ``truncate`` is false), with a private
-    tokenizer copy."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.backend = None
-        if getattr(model.tokenizer, "is_fast", False):
-            from tokenizers import Tokenizer
-
-            self.backend = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
-            self.backend.no_padding()
-            self.backend.no_truncation()
-
-    def count(self, texts: list[str]) -> list[int]:
-        """Untruncated token counts (special tokens included)."""
-        texts = self.model.transformer.preprocess(texts)
-        if self.backend is not None:
-            return [len(e.ids) for e in self.backend.encode_batch(texts, add_special_tokens=True)]
-        return [len(ids) for ids in self.model.tokenizer(texts, truncation=False)["input_ids"]]
+def _untruncated_counts(model, texts: list[str]) -> list[int]:
+    """Token counts per text before truncation, special tokens included (only for /embed's 413 message)."""
+    return [len(ids) for ids in model.tokenizer(model.transformer.preprocess(texts), truncation=False)["input_ids"]]
 
 
 def _check_texts(raw: str | list[str], field: str, config: ServeConfig) -> list[str]:
@@ -124,12 +107,11 @@ def json_response(payload):
 
 
 class _State:
-    """What the routes share: the model, config, batcher, metrics and tokenizer copy."""
+    """What the routes share: the model, config, batcher and metrics."""
 
     def __init__(self, model, config: ServeConfig, load: dict | None = None) -> None:
         self.model, self.config = model, config
         self.metrics = Metrics()
-        self.tokens = _Tokens(model)
         self.closing = False
         self.name = config.model_name or (model.source or "embtune-model")
         self.created = int(time.time())
@@ -324,7 +306,7 @@ def _add_routes(app, state: _State) -> None:
         texts = [prompt + t for t in texts] if prompt else texts
         items, truncated = state.tokenize(texts, prompt)
         if truncated and not body.truncate:
-            raise ApiError(413, f"an input has {max(state.tokens.count(texts))} tokens; at most {model.max_seq_length} "
+            raise ApiError(413, f"an input has {max(_untruncated_counts(model, texts))} tokens; at most {model.max_seq_length} "
                                 "(send \"truncate\": true to cut longer inputs)")
         emb = await state.embed(items)
         return json_response(_truncate(emb, body.dimensions, body.normalize))
