@@ -119,3 +119,20 @@ def test_schedules_equal_the_hand_written_formulas(kind, warmup_steps, total):
 
 def test_warmup_ratio_rounds_up():
     assert TrainArgs(warmup_ratio=0.1).warmup(25) == 3  # ceil, as Hugging Face computes it
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "constant", "constant_with_warmup"])
+def test_schedules_equal_transformers_get_scheduler(kind):
+    from transformers import get_scheduler
+
+    rates = []
+    for build in (lambda o: build_scheduler(o, TrainArgs(lr_scheduler_type=kind, warmup_steps=3), 11),
+                  lambda o: get_scheduler(kind, o, num_warmup_steps=3, num_training_steps=11)):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-5)
+        scheduler, seen = build(optimizer), []
+        for _ in range(14):  # past the end too
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        rates.append(seen)
+    assert rates[0] == rates[1]

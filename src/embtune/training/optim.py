@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import get_scheduler
 
 from ..utils import distributed as dist
 from .config import TrainArgs
@@ -53,9 +54,11 @@ def build_optimizer(model: nn.Module, args: TrainArgs) -> torch.optim.AdamW:
 def build_scheduler(optimizer: torch.optim.Optimizer, args: TrainArgs, total_steps: int) -> LambdaLR:
     """The schedule of ``args.lr_scheduler_type`` with ``args.warmup(total_steps)`` warmup steps.
 
-    ``transformers.get_scheduler`` builds it, so the learning rates equal the Hugging Face trainer's:
-    linear warmup from 0 (all kinds except ``constant``), then linear decay to 0 at ``total_steps``
-    (``linear``), half a cosine down to 0 (``cosine``) or 1 (``constant_with_warmup``).
+    The same learning rates as the Hugging Face trainer's schedules (``transformers.get_scheduler``; a test
+    compares them): linear warmup from 0 (all kinds except ``constant``), then linear decay to 0 at
+    ``total_steps`` (``linear``), half a cosine down to 0 (``cosine``) or 1 (``constant_with_warmup``).
+    Written here because importing ``transformers.optimization`` pulls in its trainer utilities (and peft
+    when installed): ~2 s of start-up for four formulas.
 
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     >>> sched = build_scheduler(opt, TrainArgs(warmup_steps=2), total_steps=6)
@@ -65,9 +68,18 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: TrainArgs, total_ste
     >>> lrs
     [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
     """
-    return get_scheduler(
-        args.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=args.warmup(total_steps),
-        num_training_steps=total_steps,
-    )
+    kind, warmup = args.lr_scheduler_type, args.warmup(total_steps)
+
+    def factor(step: int) -> float:
+        if kind == "constant":
+            return 1.0
+        if step < warmup:
+            return step / max(1, warmup)
+        if kind == "constant_with_warmup":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if kind == "linear":
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return LambdaLR(optimizer, factor)
