@@ -168,7 +168,10 @@ print(json.dumps(out))
 def encode_ceiling(model: str, texts: list[str]) -> dict:
     """A lone process (no server) encoding the same texts in 16-text and 1,024-text calls: what a perfect
     batcher could gain over one call per request on this machine."""
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    from embtune.utils.threads import configure_thread_env
+
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    configure_thread_env(env)  # what the `embtune serve` process sets for itself
     proc = subprocess.run([sys.executable, "-c", CEILING_WORKER, model], input=json.dumps(texts), text=True,
                           capture_output=True, env=env, check=True)
     rates = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -270,6 +270,10 @@ def run_child(spec: dict, tmp: Path) -> dict:
     name = f"{spec['task']}-{'bf16' if spec['bf16'] else 'fp32'}-{spec['peer']}"
     spec = {**spec, "out": str(tmp / name), "cache": str(tmp / f"cache-{name}"), "result": str(tmp / f"{name}.json")}
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    if spec["peer"] == "embtune":  # the OpenMP setting `embtune train` makes before torch loads (utils/threads.py)
+        from embtune.utils.threads import configure_thread_env
+
+        configure_thread_env(env)
     load_start = os.getloadavg()[0]
     log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdout=log, stderr=log, env=env)

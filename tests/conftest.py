@@ -10,6 +10,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests compare bits across runs; the thread governor (utils/threads.py) may change torch's thread count when
+# the machine is busy, which changes reductions in the last place. tests/test_threads.py tests it directly.
+os.environ.setdefault("EMBTUNE_ADAPTIVE_THREADS", "0")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -386,7 +386,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 def main(argv: list[str] | None = None) -> int:
     from .utils.threads import configure_thread_env
 
-    configure_thread_env()  # before torch loads: OpenMP threads sleep instead of spinning (utils/threads.py)
+    configure_thread_env()  # before torch loads: a short OpenMP spin (utils/threads.py)
     parser = build_parser()
     args = _parse(parser, argv)
     if isinstance(args, int):

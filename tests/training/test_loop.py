@@ -157,3 +157,15 @@ def test_final_evaluator_metrics_come_from_the_trained_weights(tiny_bert_dir, pa
     fresh = evaluate(str(result.model_path), str(pairs_file), "sts", name="sts", precision="bf16",
                      columns={"sentences1": "anchor", "sentences2": "positive", "scores": "score"})
     assert abs(fresh["sts_spearman_cosine"] - result.metrics["final"][key]) < 1e-6
+
+
+def test_the_loop_asks_the_thread_governor_before_every_batch(tiny_bert_dir, pairs_file, tmp_path, config_factory,
+                                                              monkeypatch):
+    import embtune.training.loop as loop
+
+    calls = []
+    monkeypatch.setattr(loop, "adapt_threads", lambda: calls.append(1))
+    raw = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run")
+    raw["args"].update(save_strategy="no", max_steps=3, gradient_accumulation_steps=1)
+    train(config_from_dict(raw))
+    assert len(calls) == 3

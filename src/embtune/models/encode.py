@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import EmbtuneError
 from ..utils.device import resolve_precision
+from ..utils.threads import adapt_threads
 from .fast_encoder import FastEncoder
 
 logger = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_to
         progress = _progress(len(ids), show_progress_bar)
         with torch.inference_mode(), ctx:
             for idx in _batches(order, lengths, batch_size or MAX_BATCH_TEXTS, max_batch_tokens):
+                adapt_threads()  # fewer torch threads while another process keeps the CPU busy (utils/threads.py)
                 feats = model.transformer.pad([ids[i] for i in idx], [types[i] for i in idx] if types else None)
                 feats = {k: v.to(run_device, non_blocking=True) for k, v in feats.items()}
                 emb = runner(feats, prompt_len if isinstance(prompt_len, int) else torch.from_numpy(prompt_len[idx]))

@@ -43,6 +43,7 @@ from ..utils.device import default_device, fast_bf16
 from ..utils.memory import release_free_heap
 from ..utils.resolve import custom_code
 from ..utils.seed import get_rng_state, seed_everything
+from ..utils.threads import adapt_threads
 from . import checkpoint as ckpt
 from . import guards
 from .build import TrainData, build_evaluators, build_model, build_sampler, eval_batches, prepare_data
@@ -191,6 +192,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
         n_batches = len(sampler)
         for ds_index, rows in sampler:
             d = data[ds_index]
+            adapt_threads()  # fewer torch threads while another process keeps the CPU busy (utils/threads.py)
             batch = collate(d.train, rows).to(device)  # Arrow take + numpy padding: no per-row Python
             done = sampler.batches_done
             boundary = done % accum == 0 or done == n_batches  # last batch of an accumulation window
