@@ -457,7 +457,9 @@ def main() -> None:  # noqa: C901 - one flat sequence: data, runs, ratios, table
         "data": {k: {"source": v["source"], "rows": v["rows"]} for k, v in data.items()},
         "settings": {"max_seq_length": MAX_LEN, "seed": SEED, "warmup_ratio": WARMUP_RATIO, "tasks": TASKS,
                      "shapes": SHAPES, "timing": "optimizer step post-hook; examples/s from the end of step `warm` "
-                     "to the end of the last step", "rss": "os.wait4 ru_maxrss of each fresh subprocess"},
+                     "to the end of the last step", "rss": "os.wait4 ru_maxrss of each fresh subprocess",
+                     "threads": "embtune runs with the OpenMP setting of the embtune CLI (utils/threads.THREAD_ENV, "
+                     "the thread governor on); sentence-transformers with libgomp's defaults"},
         "runs": {k: {kk: vv for kk, vv in v.items() if kk != "model_dir"} for k, v in runs.items()},
         "table": table,
         "ratios": checks,
