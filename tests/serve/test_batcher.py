@@ -25,24 +25,62 @@ class Recorder:
         return np.array([[float(len(t))] for t in texts], dtype=np.float32)
 
 
-def test_requests_within_the_wait_are_merged_and_rows_go_back_to_their_request():
-    enc = Recorder()
+def _busy(b: DynamicBatcher, gate: threading.Event) -> None:
+    """Keep the worker inside an encode call (held at ``gate``) with a first request."""
+    b.submit(["blocker"], tokens=1)
+    deadline = time.perf_counter() + 5
+    while not b._running and time.perf_counter() < deadline:
+        time.sleep(0.01)
+
+
+def test_requests_queued_behind_a_call_are_merged_and_rows_go_back_to_their_request():
+    gate = threading.Event()
+    enc = Recorder(gate)
     b = DynamicBatcher(enc, max_wait_s=0.2, max_batch_tokens=1000)
+    _busy(b, gate)
     futures = [b.submit(["a" * (i + 1)] * (i + 1), tokens=i + 1) for i in range(5)]
+    gate.set()
     results = [f.result(5) for f in futures]
     b.close()
-    assert len(enc.calls) == 1
+    assert [len(c) for c in enc.calls] == [1, 15]  # the blocker, then the five requests in one call
     for i, rows in enumerate(results):
         assert rows.shape == (i + 1, 1) and (rows == i + 1).all()
 
 
 def test_token_budget_splits_batches():
-    enc = Recorder()
+    gate = threading.Event()
+    enc = Recorder(gate)
     b = DynamicBatcher(enc, max_wait_s=0.2, max_batch_tokens=10)
+    _busy(b, gate)
     futures = [b.submit(["x"], tokens=4) for _ in range(5)]
+    gate.set()
     [f.result(5) for f in futures]
     b.close()
-    assert [len(c) for c in enc.calls] == [2, 2, 1]
+    assert [len(c) for c in enc.calls] == [1, 2, 2, 1]
+
+
+def test_an_idle_encoder_does_not_wait_for_company():
+    enc = Recorder()
+    b = DynamicBatcher(enc, max_wait_s=3.0)
+    start = time.perf_counter()
+    b.submit(["x"], tokens=1).result(10)
+    waited = time.perf_counter() - start
+    b.close()
+    assert waited < 1.5  # not the 3 s max_wait: nothing else was running
+
+
+def test_a_request_behind_a_running_call_waits_for_company_until_the_deadline():
+    gate = threading.Event()
+    enc = Recorder(gate)
+    b = DynamicBatcher(enc, max_wait_s=0.3, workers=2)
+    _busy(b, gate)  # worker 1 is encoding; worker 2 collects
+    first = b.submit(["a"], tokens=1)
+    time.sleep(0.1)
+    second = b.submit(["b"], tokens=1)  # within the first one's 0.3 s wait: same call
+    gate.set()
+    first.result(5), second.result(5)
+    b.close()
+    assert sorted(len(c) for c in enc.calls) == [1, 2]
 
 
 def test_no_batching_runs_one_call_per_request():
