@@ -77,7 +77,8 @@ def test_a_request_behind_a_running_call_waits_for_company_until_the_deadline():
     first = b.submit(["a"], tokens=1)
     time.sleep(0.1)
     second = b.submit(["b"], tokens=1)  # within the first one's 0.3 s wait: same call
-    gate.set()
+    time.sleep(0.4)  # past the deadline: worker 2 holds both (the gate opens only now, so worker 1, done
+    gate.set()  # with the blocker, cannot take the second one first)
     first.result(5), second.result(5)
     b.close()
     assert sorted(len(c) for c in enc.calls) == [1, 2]
