@@ -153,3 +153,16 @@ def test_encode_streams_in_chunks_with_the_same_result(model_dir, tmp_path, monk
     assert main(args) == 0
     expected = EmbeddingModel.load(model_dir).encode(texts, quantize="int8", precision="fp32")
     np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_help_names_every_registered_evaluator_and_loads_no_torch():
+    import subprocess
+    import sys
+
+    from embtune.cli import EVALUATOR_NAMES
+    from embtune.evaluation.registry import EVALUATORS
+
+    assert EVALUATOR_NAMES == tuple(EVALUATORS)
+    code = "import sys; from embtune.cli import main; main(['--help']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().endswith("False")  # --help starts in a fraction of a second
