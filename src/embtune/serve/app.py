@@ -47,7 +47,7 @@ class ServeConfig:
     batching: bool = True  # False: one encode call per request (the load test's baseline)
     encode_process: bool = False  # True: the model runs in a child process (serve.encode_process); the CLI's default
     max_batch_tokens: int = 16384
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 5.0  # how long a request may wait for others while an encode call runs (idle: none)
     max_queue: int = 256  # requests waiting; more get 503
     max_inputs: int = 2048  # texts per request (OpenAI's limit)
     max_input_chars: int = 100_000  # characters per text

@@ -17,7 +17,9 @@ decide how that wait behaves:
   ``encode`` and between training steps) measures, every half second, how much of this process's CPUs other
   processes used (``/proc/stat`` minus this process's own CPU time) and sets torch's thread count to the
   CPUs left over (at least 1, at most the count it started with or the user set last). Two embtune processes
-  on 2 cores thus settle at one thread each. ``EMBTUNE_ADAPTIVE_THREADS=0`` turns it off.
+  on 2 cores thus settle at one thread each. The count stays where it was last set between embtune calls.
+  ``EMBTUNE_ADAPTIVE_THREADS=0`` turns it off (a training run's last bits can depend on the thread count:
+  gradient sums are split differently; ``encode`` gives the same bits at any count).
 """
 
 from __future__ import annotations
