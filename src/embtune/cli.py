@@ -43,9 +43,16 @@ USAGE = """usage: embtune {train,eval,encode,similarity,info} ...   (embtune <co
   info MODEL                            architecture, dimensions, prompts"""
 
 
-# The keys of evaluation.registry.EVALUATORS (a test keeps them equal): importing the registry loads torch,
-# which made `embtune --help` and every `embtune data ...` command take ~2 s to start.
+# The keys of evaluation.registry.EVALUATORS as shipped (a test keeps them equal): importing the registry loads
+# torch, which made `embtune --help` and every parse of the command line take ~2 s.
 EVALUATOR_NAMES = ("triplet", "sts", "retrieval", "binary")
+
+
+def _evaluator_names() -> tuple[str, ...]:
+    """The registry's names once it is imported (so evaluators registered from Python show up), else the
+    shipped ones (a fresh ``embtune`` process has exactly those)."""
+    registry = sys.modules.get(f"{__package__}.evaluation.registry")
+    return tuple(registry.EVALUATORS) if registry is not None else EVALUATOR_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on an STS, triplet, binary-pair or retrieval file")
     _add_model_options(p)
     p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl/.parquet file, or a BEIR folder for retrieval")
-    p.add_argument("--evaluator", required=True, help=f"one of {', '.join(EVALUATOR_NAMES)}")
+    p.add_argument("--evaluator", required=True, help=f"one of {', '.join(_evaluator_names())}")
     p.add_argument("--columns", nargs="+", default=[], metavar="input=column",
                    help="map evaluator inputs to file columns, e.g. scores=similarity (defaults: see README)")
     p.add_argument("--name", default="", help="prefix of every metric name")
