@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from embtune.utils import threads
@@ -82,41 +83,39 @@ def _governor(tmp_path, monkeypatch, cpus=(0, 1)):
         stat.write_text("\n".join(lines + ["intr 0"]) + "\n")
 
     advance(0.0, 0.0, 0.0)
+    gov.tick_s = 0.01  # the fake file counts in 1/100 s
     return gov, advance
 
 
-def test_governor_gives_a_cpu_back_under_contention_and_takes_it_again(tmp_path, monkeypatch):
+@pytest.fixture
+def threads_restored():
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        gov, advance = _governor(tmp_path, monkeypatch)
-        monkeypatch.setattr(gov, "tick_s", 0.01)
-        assert gov.tick() is None  # first sample
-        advance(0.6, 2.0, 0.0)
-        assert gov.tick() is None and torch.get_num_threads() == 2  # alone: keep both threads
-        advance(0.2, 1.0, 1.0)
-        assert gov.tick() is None  # within the interval: not even measured
-        advance(0.4, 1.0, 1.0)
-        assert gov.tick() == 1 and torch.get_num_threads() == 1  # another process took a core
-        advance(0.6, 1.0, 1.0)
-        assert gov.tick() is None and torch.get_num_threads() == 1
-        advance(0.6, 1.0, 0.1)
-        assert gov.tick() == 2 and torch.get_num_threads() == 2  # it left
-    finally:
-        torch.set_num_threads(before)
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
 
 
-def test_governor_respects_the_users_thread_count(tmp_path, monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gov, advance = _governor(tmp_path, monkeypatch)
-        monkeypatch.setattr(gov, "tick_s", 0.01)
-        gov.tick()
-        advance(0.6, 1.0, 0.0)
-        assert gov.tick() is None and torch.get_num_threads() == 1  # never above what the user set
-    finally:
-        torch.set_num_threads(before)
+def test_governor_gives_a_cpu_back_under_contention_and_takes_it_again(tmp_path, monkeypatch, threads_restored):
+    threads_restored(2)
+    gov, advance = _governor(tmp_path, monkeypatch)
+    assert gov.tick() is None  # first sample
+    advance(0.6, 2.0, 0.0)
+    assert gov.tick() is None and torch.get_num_threads() == 2  # alone: keep both threads
+    advance(0.2, 1.0, 1.0)
+    assert gov.tick() is None  # within the interval: not even measured
+    advance(0.4, 1.0, 1.0)
+    assert gov.tick() == 1 and torch.get_num_threads() == 1  # another process took a core
+    advance(0.6, 1.0, 1.0)
+    assert gov.tick() is None and torch.get_num_threads() == 1
+    advance(0.6, 1.0, 0.1)
+    assert gov.tick() == 2 and torch.get_num_threads() == 2  # it left
+
+
+def test_governor_respects_the_users_thread_count(tmp_path, monkeypatch, threads_restored):
+    threads_restored(1)
+    gov, advance = _governor(tmp_path, monkeypatch)
+    gov.tick()
+    advance(0.6, 1.0, 0.0)
+    assert gov.tick() is None and torch.get_num_threads() == 1  # never above what the user set
 
 
 def test_governor_off_linux_or_switched_off(tmp_path, monkeypatch):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -85,52 +84,21 @@ def test_eval_strategy_needs_something_to_evaluate():
         config_from_dict(raw)
 
 
-def _oracle(kind: str, warmup: int, total: int, step: int) -> float:
-    """embtune's schedules as written by hand before they came from transformers.get_scheduler."""
-    if kind == "constant":
-        return 1.0
-    if step < warmup:
-        return step / max(1, warmup)
-    if kind == "constant_with_warmup":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    if kind == "linear":
-        return max(0.0, 1.0 - progress)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
-
-@pytest.mark.parametrize("kind", ["linear", "cosine", "constant", "constant_with_warmup"])
-@pytest.mark.parametrize("warmup_steps, total", [(0, 10), (2, 10), (3, 7), (0, 1), (5, 5)])
-def test_schedules_equal_the_hand_written_formulas(kind, warmup_steps, total):
-    lr = 2e-5
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=lr)
-    scheduler = build_scheduler(optimizer, TrainArgs(lr_scheduler_type=kind, warmup_steps=warmup_steps), total)
-    seen = []
-    for _ in range(total + 1):  # the loop steps the scheduler total times; the last lr is the one after
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    expected = [lr * _oracle(kind, warmup_steps, total, s) for s in range(total + 1)]
-    if kind == "linear" and warmup_steps == total:  # the one change: after a run that is all warmup, the
-        expected[-1] = 0.0  # last logged lr (never used for an update) is 0 as in Hugging Face, not the peak
-    assert seen == pytest.approx(expected, rel=1e-12, abs=1e-18)
-
-
 def test_warmup_ratio_rounds_up():
     assert TrainArgs(warmup_ratio=0.1).warmup(25) == 3  # ceil, as Hugging Face computes it
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine", "constant", "constant_with_warmup"])
-def test_schedules_equal_transformers_get_scheduler(kind):
+@pytest.mark.parametrize("warmup_steps, total", [(0, 10), (2, 10), (3, 7), (0, 1), (5, 5), (3, 11)])
+def test_schedules_equal_transformers_get_scheduler(kind, warmup_steps, total):
     from transformers import get_scheduler
 
     rates = []
-    for build in (lambda o: build_scheduler(o, TrainArgs(lr_scheduler_type=kind, warmup_steps=3), 11),
-                  lambda o: get_scheduler(kind, o, num_warmup_steps=3, num_training_steps=11)):
+    for build in (lambda o: build_scheduler(o, TrainArgs(lr_scheduler_type=kind, warmup_steps=warmup_steps), total),
+                  lambda o: get_scheduler(kind, o, num_warmup_steps=warmup_steps, num_training_steps=total)):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-5)
         scheduler, seen = build(optimizer), []
-        for _ in range(14):  # past the end too
+        for _ in range(total + 3):  # past the end too
             seen.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
             scheduler.step()
