@@ -14,7 +14,8 @@ embtune's), torch threads at the start. Policies:
 - ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` (embtune's CLI default before), fixed thread count.
 
 Training rows (``--train-steps``): each child runs ``embtune train``'s loop (MNRL on STS-B train pairs, batch
-32, bf16 where fast) and reports pairs/s after its first 3 steps. Writes bench/results/threads.json. Run under ``flock -x /tmp/cpu.lock``.
+32, bf16 where fast) and reports pairs/s after its first 3 steps. Writes bench/results/threads.json. Run
+under ``flock -x /tmp/cpu.lock``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def child(policy: str, batch: int, threads: int, n: int) -> None:
     torch.set_num_threads(threads)
     with open(STSB, encoding="utf-8") as fh:
         texts = [t for row in csv.DictReader(fh) for t in (row["sentence1"], row["sentence2"])]
-    texts = texts if n < 0 else texts[:n]
     if n < 0:  # training: -n optimizer steps of MNRL on STS-B pairs, batch `batch`
         return train_child(texts, batch, -n)
+    texts = texts[:n]
     model = EmbeddingModel.load("bundled:all-MiniLM-L6-v2")
     model.encode(texts[:256], batch_size=batch)
     start = time.perf_counter()
@@ -71,22 +72,19 @@ def train_child(texts: list[str], batch: int, steps: int) -> None:
     the steps after the first 3."""
     import tempfile
 
-    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from train import _stamp_optimizer_steps, _write_jsonl
 
     from embtune.models.bundled import bundled_model_path
     from embtune.training.loop import train
     from embtune.training.recipe import config_from_dict
 
-    stamps: list[float] = []
-    register_optimizer_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
+    stamps = _stamp_optimizer_steps()
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "pairs.jsonl"
-        with open(data, "w", encoding="utf-8") as fh:
-            for a, b in zip(texts[0::2], texts[1::2], strict=False):
-                fh.write(json.dumps({"anchor": a, "positive": b}) + "\n")
+        pairs = [{"anchor": a, "positive": b} for a, b in zip(texts[0::2], texts[1::2], strict=False)]
+        data = _write_jsonl(Path(tmp) / "pairs.jsonl", pairs)
         train(config_from_dict({
             "model": {"name": str(bundled_model_path()), "max_seq_length": 128},
-            "datasets": [{"name": "pairs", "path": str(data), "loss": "mnrl",
+            "datasets": [{"name": "pairs", "path": data, "loss": "mnrl",
                           "columns": {"anchor": "anchor", "positive": "positive"}}],
             "args": {"output_dir": f"{tmp}/out", "cache_dir": f"{tmp}/cache", "max_steps": steps,
                      "per_device_train_batch_size": batch, "save_strategy": "no", "eval_strategy": "no",

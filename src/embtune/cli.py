@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--served-model-name", help="model id reported by /v1/models (default: the MODEL argument)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--max-batch-tokens", type=int, default=16384, help="token budget of one merged encode call")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request may wait for others to batch with while an encode call runs "
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a request may wait for others to batch with while an encode call runs "
                    "(an idle encoder starts at once)")
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests before 503")
     p.add_argument("--max-inputs", type=int, default=2048, help="texts per request")

@@ -77,9 +77,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: TrainArgs, total_ste
             return step / max(1, warmup)
         if kind == "constant_with_warmup":
             return 1.0
-        progress = (step - warmup) / max(1, total_steps - warmup)
         if kind == "linear":
             return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        progress = (step - warmup) / max(1, total_steps - warmup)
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     return LambdaLR(optimizer, factor)

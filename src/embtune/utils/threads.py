@@ -108,7 +108,7 @@ class ThreadGovernor:
             if self.current is None or now != self.current:  # first call, or the user set a count since
                 self.ceiling = self.current = now
             others = self.others()
-            if others is None or self.ceiling is None or self.ceiling <= 1:
+            if others is None or self.ceiling <= 1:
                 return None
             wanted = max(1, min(self.ceiling, int(len(self.cpus) - others + 0.4)))
             if wanted == self.current:
