@@ -87,7 +87,7 @@ class EmbeddingModel(nn.Module):
         "hf" always uses the Hugging Face modules. Saved folders are identical either way."""
         folder, trusted_root = resolve_model_folder(name_or_path, revision, cache_dir, allow_pickle)
         transformer, steps, st_config = st_format.load_modules(folder, trusted_root, trust_remote_code, allow_pickle,
-                                                               dtype, weights_cache)
+                                                               dtype, weights_cache, backend)
         transformer.use_backend(backend)
         if not steps or not isinstance(steps[0], Pooling):
             steps = [Pooling(transformer.hidden_size, "mean"), *steps]
@@ -129,7 +129,7 @@ class EmbeddingModel(nn.Module):
         folder, _root = resolve_model_folder(name_or_path, None, None, allow_pickle)
         transformer = Transformer.load(
             folder, max_seq_length, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, dtype=dtype,
-            weights_cache=weights_cache,
+            weights_cache=weights_cache, backend=backend,
         ).use_backend(backend)
         steps: list[nn.Module] = [Pooling(transformer.hidden_size, pooling)]
         if dense_dim is not None:

@@ -86,12 +86,20 @@ class EncoderSpec:
 class Embeddings(nn.Module):
     """Token ids of the real tokens (N,) -> (N, H): word + position (+ token type), layer norm, dropout."""
 
-    def __init__(self, spec: EncoderSpec) -> None:
+    def __init__(self, spec: EncoderSpec, init: bool = True) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(spec.vocab_size, spec.hidden_size, padding_idx=spec.padding_idx)
-        self.position_embeddings = nn.Embedding(spec.max_positions, spec.hidden_size)
+        h = spec.hidden_size
+
+        def table(rows: int, padding_idx: int | None = None) -> nn.Embedding:
+            # init=False: weights left as allocated (they are replaced on loading); on the meta device this
+            # also skips normal_, whose meta kernel imports torch._dynamo (~1.7 s)
+            weight = None if init else torch.empty(rows, h)
+            return nn.Embedding(rows, h, padding_idx=padding_idx, _weight=weight)
+
+        self.word_embeddings = table(spec.vocab_size, spec.padding_idx)
+        self.position_embeddings = table(spec.max_positions)
         if spec.type_vocab_size > 0:
-            self.token_type_embeddings = nn.Embedding(spec.type_vocab_size, spec.hidden_size)
+            self.token_type_embeddings = table(spec.type_vocab_size)
         self.LayerNorm = nn.LayerNorm(spec.hidden_size, eps=spec.layer_norm_eps)
         self.dropout = Dropout(spec.hidden_dropout)
 
@@ -406,15 +414,16 @@ class FastEncoder(nn.Module):
 
     supports_gradient_checkpointing = True
 
-    def __init__(self, spec: EncoderSpec, config, hf_class: str) -> None:
+    def __init__(self, spec: EncoderSpec, config, hf_class: str, init: bool = True) -> None:
         super().__init__()
         self.spec = spec
         self.config = config
         self.hf_class = hf_class
-        self.embeddings = Embeddings(spec)
+        self.embeddings = Embeddings(spec, init)
         self.layers = nn.ModuleList(EncoderLayer(spec) for _ in range(spec.num_layers))
         if spec.relative_buckets:
-            self.relative_attention_bias = nn.Embedding(spec.relative_buckets, spec.num_heads)
+            weight = None if init else torch.empty(spec.relative_buckets, spec.num_heads)
+            self.relative_attention_bias = nn.Embedding(spec.relative_buckets, spec.num_heads, _weight=weight)
         self.gradient_checkpointing = False
         self.output_dtype: torch.dtype | None = None  # cast the output to this (None: the compute dtype)
         self.extra_weights: dict[str, str] = {}  # HF weight name -> buffer name, for weights forward never reads

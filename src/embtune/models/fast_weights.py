@@ -1,14 +1,18 @@
 """Hugging Face encoder <-> FastEncoder: which architectures qualify, and the weight-name mapping both ways.
 
-Loading goes through the Hugging Face model (``AutoModel.from_pretrained`` keeps handling prefixes, legacy
-names, dtypes and shards); ``from_hf`` then moves its tensors into a FastEncoder without copying them, except
-query/key/value, which are concatenated into one ``qkv`` weight. ``hf_state_dict`` splits them again, so a
-saved folder holds exactly the Hugging Face names and loads anywhere (sentence-transformers, ``AutoModel``).
+``load_fast`` reads a folder's safetensors straight into a FastEncoder when its weights carry exactly the
+names, shapes and extras (the pooler head) of the Hugging Face base model: no Hugging Face model is built, so
+its modeling code is never imported (~2.5 s of every load). Everything else (prefixed or legacy names, missing
+or mis-shaped weights, pickle files, custom code) goes through ``AutoModel.from_pretrained``, which handles
+and reports it; ``from_hf`` then moves its tensors into a FastEncoder without copying them. Either way
+query/key/value are concatenated into one ``qkv`` weight; ``hf_state_dict`` splits them again, so a saved
+folder holds exactly the Hugging Face names and loads anywhere (sentence-transformers, ``AutoModel``).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -49,14 +53,22 @@ ARCHITECTURES = {
     "DistilBertModel": ("distilbert", "transformer.layer.{i}.", _DISTILBERT_LAYER),
 }
 _ROBERTA_POSITIONS = ("RobertaModel", "XLMRobertaModel")
+# config.json's model_type -> the base model class AutoModel builds for it
+MODEL_TYPES = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
+               "mpnet": "MPNetModel", "distilbert": "DistilBertModel"}
+_EXTRA_PREFIXES = ("pooler.",)  # weights the base model has and forward never reads: kept and saved back
+_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")  # buffers older checkpoints saved
 
 
 def unsupported_reason(hf_model) -> str | None:
     """Why ``hf_model`` cannot run on the fast path (None when it can)."""
-    name = type(hf_model).__name__
+    return unsupported_config(type(hf_model).__name__, hf_model.config)
+
+
+def unsupported_config(name: str, config) -> str | None:
+    """Why the Hugging Face class ``name`` with ``config`` cannot run on the fast path (None when it can)."""
     if name not in ARCHITECTURES:
         return f"{name} is not one of {', '.join(ARCHITECTURES)}"
-    config = hf_model.config
     act = getattr(config, "activation", None) if name == "DistilBertModel" else getattr(config, "hidden_act", None)
     if not isinstance(act, str) or act not in ACTIVATIONS:
         return f"activation {act!r} is not one of {', '.join(ACTIVATIONS)}"
@@ -69,11 +81,9 @@ def unsupported_reason(hf_model) -> str | None:
     return None
 
 
-def spec_from_config(hf_model) -> EncoderSpec:
-    """The EncoderSpec of a supported Hugging Face model (see ``unsupported_reason``)."""
-    name = type(hf_model).__name__
+def spec_from_config(name: str, c) -> EncoderSpec:
+    """The EncoderSpec of the supported Hugging Face class ``name`` with config ``c`` (see ``unsupported_config``)."""
     kind = ARCHITECTURES[name][0]
-    c = hf_model.config
     if kind == "distilbert":
         return EncoderSpec(
             kind=kind, vocab_size=c.vocab_size, hidden_size=c.dim, num_layers=c.n_layers, num_heads=c.n_heads,
@@ -113,9 +123,9 @@ def name_map(encoder: FastEncoder) -> dict[str, tuple[str, ...]]:
 
 def from_hf(hf_model) -> FastEncoder:
     """Build a FastEncoder holding ``hf_model``'s weights (shared storage; q/k/v concatenated)."""
-    spec = spec_from_config(hf_model)
+    spec = spec_from_config(type(hf_model).__name__, hf_model.config)
     with torch.device("meta"):  # no allocation: every parameter is replaced by a Hugging Face tensor below
-        encoder = FastEncoder(spec, hf_model.config, type(hf_model).__name__)
+        encoder = FastEncoder(spec, hf_model.config, type(hf_model).__name__, init=False)
     state = {k: v for k, v in hf_model.state_dict().items()}
     used: set[str] = set()
     params = {}
@@ -126,13 +136,109 @@ def from_hf(hf_model) -> FastEncoder:
         tensors = [state[t] for t in theirs]
         params[ours] = tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=0)
         used.update(theirs)
+    return _fill(encoder, params, {k: v for k, v in state.items() if k not in used})
+
+
+def _fill(encoder: FastEncoder, params: dict[str, Tensor], extras: dict[str, Tensor]) -> FastEncoder:
     encoder.load_state_dict(params, strict=True, assign=True)
-    for i, (name, tensor) in enumerate(sorted((k, v) for k, v in state.items() if k not in used)):
+    for i, (name, tensor) in enumerate(sorted(extras.items())):
         encoder.register_buffer(f"_extra_{i}", tensor, persistent=False)  # e.g. the pooler: saved, never used
         encoder.extra_weights[name] = f"_extra_{i}"
     for p in encoder.parameters():
         p.requires_grad_(True)
     return encoder
+
+
+def load_fast(folder: Path, config, dtype: torch.dtype | None = None) -> FastEncoder | None:
+    """A FastEncoder holding ``folder``'s safetensors weights, read without building the Hugging Face model;
+    None when the folder needs ``AutoModel.from_pretrained`` (another architecture, pickle or no safetensors,
+    custom code, or weights whose names, shapes or extras differ from the base model's: it loads or reports
+    those). ``dtype`` None loads as Hugging Face's default does: config.json's dtype, else the weights' own."""
+    name = MODEL_TYPES.get(getattr(config, "model_type", None))
+    if name is None or getattr(config, "auto_map", None) or unsupported_config(name, config) is not None:
+        return None
+    files = _weight_files(Path(folder))
+    if files is None:
+        return None
+    from safetensors import safe_open
+
+    where: dict[str, Path] = {}
+    specs: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+                piece = handle.get_slice(key)
+                where[key], specs[key] = file, (piece.get_dtype(), tuple(piece.get_shape()))
+    with torch.device("meta"):  # shapes only: every parameter is replaced by a tensor read below
+        encoder = FastEncoder(spec_from_config(name, config), config, name, init=False)
+    shapes = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
+    mapping = name_map(encoder)
+    wanted = {t for theirs in mapping.values() for t in theirs}
+    for ours, theirs in mapping.items():
+        rows = shapes[ours][0] // len(theirs)
+        expected = (rows, *shapes[ours][1:])
+        if any(t not in specs or specs[t][1] != expected for t in theirs):
+            return None  # missing or mis-shaped: Hugging Face's loader names them (weights_check.py)
+    extras = [k for k in specs if k not in wanted and not k.endswith(_BUFFERS)]
+    if any(not k.startswith(_EXTRA_PREFIXES) for k in extras):
+        return None  # prefixed (bert.*), legacy (gamma/beta) or head weights: Hugging Face maps or reports them
+    target = dtype or _default_dtype(config, specs, wanted)
+    tensors = _read(where, [*wanted, *extras], target)
+    params = {ours: tensors[theirs[0]] if len(theirs) == 1 else torch.cat([tensors.pop(t) for t in theirs])
+              for ours, theirs in mapping.items()}
+    config.dtype = target  # what the Hugging Face model's config says after loading
+    return _fill(encoder, params, {k: tensors[k] for k in extras})
+
+
+def _weight_files(folder: Path) -> list[Path] | None:
+    """The safetensors files of a folder (one file, or the shards its index names); None when there are none."""
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        return None
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # Hugging Face's loader reports a broken index
+    if not all(isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..") for n in names):
+        from ..errors import EmbtuneError
+
+        raise EmbtuneError(f"{index}: shard names must be files inside the model folder, got {names[:3]}; "
+                           "restore the index from the original model")
+    files = [folder / n for n in names]
+    return files if all(f.is_file() for f in files) else None
+
+
+_FLOATS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def _default_dtype(config, specs: dict, wanted: set[str]) -> torch.dtype:
+    stated = getattr(config, "dtype", None)
+    if isinstance(stated, str):
+        stated = getattr(torch, stated, None)
+    if isinstance(stated, torch.dtype) and stated.is_floating_point:
+        return stated
+    stored = [specs[k][0] for k in sorted(wanted) if specs[k][0] in _FLOATS]
+    return _FLOATS[stored[0]] if stored else torch.float32
+
+
+def _read(where: dict[str, Path], keys: list[str], dtype: torch.dtype) -> dict[str, Tensor]:
+    """The tensors ``keys``, float ones cast to ``dtype``, one file open at a time."""
+    from safetensors import safe_open
+
+    out: dict[str, Tensor] = {}
+    by_file: dict[Path, list[str]] = {}
+    for key in keys:
+        by_file.setdefault(where[key], []).append(key)
+    for file, names in by_file.items():
+        with safe_open(str(file), framework="pt") as handle:
+            for key in names:
+                tensor = handle.get_tensor(key)
+                out[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    return out
 
 
 def hf_state_dict(encoder: FastEncoder) -> dict[str, Tensor]:

@@ -86,7 +86,7 @@ def _check_files_inside(folder: Path, trusted_root: Path) -> None:
 
 def load_modules(
     folder: Path, trusted_root: Path | None = None, trust_remote_code: bool = False, allow_pickle: bool = False,
-    dtype: torch.dtype | None = None, weights_cache: Path | None = None,
+    dtype: torch.dtype | None = None, weights_cache: Path | None = None, backend: str = "auto",
 ) -> tuple[Transformer, list, dict]:
     """Read a model folder: (transformer, the modules after it in order, config_sentence_transformers dict)."""
     folder = Path(folder)
@@ -104,7 +104,7 @@ def load_modules(
                 "or Hugging Face model folder"
             )
         transformer = Transformer.load(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-                                       dtype=dtype, weights_cache=weights_cache)
+                                       dtype=dtype, weights_cache=weights_cache, backend=backend)
         logger.warning("%s: plain Hugging Face model (no modules.json); using mean pooling", folder)
         return transformer, [Pooling(transformer.hidden_size, "mean")], st_config
 
@@ -123,7 +123,7 @@ def load_modules(
         if kind == "Transformer":
             if transformer is not None:
                 raise EmbtuneError(f"{folder / 'modules.json'}: more than one Transformer module; not supported")
-            transformer = _load_transformer(path, trust_remote_code, allow_pickle, dtype, weights_cache)
+            transformer = _load_transformer(path, trust_remote_code, allow_pickle, dtype, weights_cache, backend)
         elif transformer is None:
             raise EmbtuneError(f"{folder / 'modules.json'}: the first module must be the Transformer")
         elif kind == "Pooling":
@@ -177,8 +177,8 @@ def _build(path: Path, make: Any) -> Any:
         ) from None
 
 
-def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool,
-                      dtype: torch.dtype | None = None, weights_cache: Path | None = None) -> Transformer:
+def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool, dtype: torch.dtype | None = None,
+                      weights_cache: Path | None = None, backend: str = "auto") -> Transformer:
     max_len, lower = None, False
     for name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
         if (path / name).is_file():
@@ -190,7 +190,7 @@ def _load_transformer(path: Path, trust_remote_code: bool, allow_pickle: bool,
             break
     if max_len is not None and (not isinstance(max_len, int) or max_len <= 0):
         raise EmbtuneError(f"{path / 'sentence_bert_config.json'}: max_seq_length must be a positive integer, got {max_len!r}")
-    return Transformer.load(path, max_len, lower, trust_remote_code, allow_pickle, dtype, weights_cache)
+    return Transformer.load(path, max_len, lower, trust_remote_code, allow_pickle, dtype, weights_cache, backend)
 
 
 def _load_dense(path: Path, trusted_root: Path, allow_pickle: bool) -> Dense:

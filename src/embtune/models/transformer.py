@@ -15,7 +15,7 @@ from ..errors import EmbtuneError
 from ..utils.paths import os_error
 from ..utils.text_cap import cap_texts
 from .fast_encoder import FastEncoder
-from .fast_weights import from_hf, save_fast, to_hf, unsupported_reason
+from .fast_weights import from_hf, load_fast, save_fast, to_hf, unsupported_reason
 from .weights_check import check_loading_info, quiet_transformers
 
 logger = logging.getLogger(__name__)
@@ -198,14 +198,18 @@ class Transformer(nn.Module):
         allow_pickle: bool = False,
         dtype: torch.dtype | None = None,
         weights_cache: Path | None = None,
+        backend: str = "auto",
     ) -> Transformer:
         """Load model and tokenizer from a local folder, safetensors only unless ``allow_pickle``.
 
-        ``dtype``: the weights' dtype (None: float32, or what the folder's config says); LoRA runs with a
-        bf16 base load straight into bf16: with ``weights_cache`` (a folder) from a bf16 copy of the weights
-        made there once (``models/low_precision.py``), so loading never holds the float32 file in memory.
+        ``dtype``: the weights' dtype (None: what the folder's config says, else the weights' own); LoRA runs
+        with a bf16 base load straight into bf16: with ``weights_cache`` (a folder) from a bf16 copy of the
+        weights made there once (``models/low_precision.py``), so loading never holds the float32 file in memory.
+        ``backend`` "auto"/"fast": a folder the fast path can read as it is loads straight into a FastEncoder
+        (``fast_weights.load_fast``; no Hugging Face model is built); "hf", and every other folder, load
+        through ``AutoModel.from_pretrained`` (``use_backend`` then converts where it can).
         """
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         folder = Path(folder)
         check_weight_files(folder, allow_pickle)
@@ -219,16 +223,20 @@ class Transformer(nn.Module):
                     from .low_precision import bf16_weights_folder
 
                     weights_folder = bf16_weights_folder(folder, weights_cache)
-                model, info = AutoModel.from_pretrained(
-                    weights_folder,
-                    config=config,
-                    trust_remote_code=trust_remote_code,
-                    use_safetensors=None if allow_pickle else True,
-                    output_loading_info=True,
-                    ignore_mismatched_sizes=True,  # reported by check_loading_info, naming the keys
-                    **({"dtype": dtype} if dtype is not None else {}),
-                )
-                check_loading_info(folder, info, config)
+                model = load_fast(weights_folder, config, dtype) if backend != "hf" else None
+                if model is None:
+                    from transformers import AutoModel
+
+                    model, info = AutoModel.from_pretrained(
+                        weights_folder,
+                        config=config,
+                        trust_remote_code=trust_remote_code,
+                        use_safetensors=None if allow_pickle else True,
+                        output_loading_info=True,
+                        ignore_mismatched_sizes=True,  # reported by check_loading_info, naming the keys
+                        **({"dtype": dtype} if dtype is not None else {}),
+                    )
+                    check_loading_info(folder, info, config)
                 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         except EmbtuneError:
             raise
