@@ -148,7 +148,7 @@ def test_saved_weights_are_hugging_face_names_and_load_back(arch, tmp_path):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("activation", ["gelu", "gelu_new", "relu"])
 def test_bf16_inference_fused_epilogues_match_the_unfused_layers(arch, activation, monkeypatch):
-    """bf16 inference runs attn_out/ffn as oneDNN matmuls with fused bias+residual / activation; the result
+    """bf16 inference runs qkv/attn_out/ffn as oneDNN matmuls with fused bias (+residual / activation); the result
     equals the separate ops up to bf16 rounding and stays within cosine 0.999 of fp32 at every token."""
     import embtune.models.fast_encoder as fe
 
