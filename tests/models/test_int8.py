@@ -9,7 +9,7 @@ from torch import nn
 
 from embtune import EmbeddingModel, EmbtuneError
 from embtune.cli import main
-from embtune.models.int8 import FLOAT_LINEARS, Int8Linear, quantize_linears
+from embtune.models.int8 import FLOAT_LINEARS, Bf16Linear, Int8Linear, quantize_linears
 
 TEXTS = ["the red cat and the dog", "a small house by the river", "people play music at night",
          "the old teacher reads a book", "fast cars on the city road", "a happy child drinks water"]
@@ -19,16 +19,30 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "int_mm"])
 @pytest.mark.parametrize("rows", [3, 40])  # _int_mm needs > 16 rows: small inputs are padded
-def test_int8_linear_is_close_to_the_float_linear(rows):
+def test_int8_linear_is_the_quantized_product_and_close_to_the_float_linear(rows, onednn, monkeypatch):
+    import embtune.models.int8 as int8
+
+    if onednn and not int8._HAS_QLINEAR:
+        pytest.skip("this torch build has no oneDNN int8 linear")
+    monkeypatch.setattr(int8, "_HAS_QLINEAR", onednn)
     torch.manual_seed(0)
     linear = nn.Linear(64, 48)
     x = torch.randn(2, rows, 64)
     q = Int8Linear(linear)
-    assert q.weight_t.dtype == torch.int8
     with torch.no_grad():
         out, ref = q(x), linear(x)
     assert out.dtype == torch.float32 and out.shape == ref.shape
+    # the math it stands for: symmetric int8 per output channel (weights) and per row (inputs), int32 sums
+    w_scale = linear.weight.abs().amax(1) / 127
+    w_q = torch.round(linear.weight / w_scale[:, None])
+    x2 = x.reshape(-1, 64)
+    x_scale = x2.abs().amax(1, keepdim=True) / 127
+    x_q = torch.round(x2 / x_scale)
+    assert w_q.abs().max() <= 127 and x_q.abs().max() <= 127
+    exact = ((x_q.double() @ w_q.double().t()) * x_scale.double() * w_scale.double() + linear.bias.double()).float()
+    torch.testing.assert_close(out.reshape(-1, 48), exact.detach(), atol=1e-4, rtol=1e-4)
     rel = float((out - ref).norm() / ref.norm())
     assert 0 < rel < 0.02  # quantized (not a float copy), and close
 
@@ -42,6 +56,23 @@ def test_quantize_linears_replaces_every_supported_linear(tiny_bert_dir):
     assert quantize_linears(model) == len(expected) > 0
     assert {n for n, m in model.named_modules() if isinstance(m, Int8Linear)} == expected
     assert all(isinstance(dict(model.named_modules())[n], nn.Linear) for n in supported - expected)
+
+
+def test_with_bf16_the_attention_projections_become_bf16_matmuls(tiny_bert_dir):
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    kept = {n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in FLOAT_LINEARS}
+    linear = dict(model.named_modules())[sorted(kept)[0]]
+    x = torch.randn(5, 7, linear.in_features)
+    with torch.no_grad():
+        # the bf16 product of bf16-rounded inputs and weights, accumulated in float
+        ref = (x.bfloat16().float() @ linear.weight.bfloat16().float().t() + linear.bias.bfloat16().float())
+    quantize_linears(model, bf16=True)
+    assert kept and {n for n, m in model.named_modules() if isinstance(m, Bf16Linear)} == kept
+    bf16 = dict(model.named_modules())[sorted(kept)[0]]
+    with torch.no_grad():
+        out = bf16(x)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=0.02, rtol=0.01)  # one bf16 rounding of the output
 
 
 def test_int8_encode_is_float32_and_close_to_fp32(tiny_bert_dir):

@@ -2,16 +2,22 @@
 
 Weights are quantized once, symmetrically per output channel (int8 in [-127, 127]); activations are quantized
 per row (per token) at run time from their own absolute maximum, so no calibration data is needed. The
-int8 x int8 -> int32 product runs in ``torch._int_mm`` (oneDNN: AMX-int8 tiles or VNNI), then is rescaled to
-float with the two scales and the bias added in float. Attention's query/key/value projections and
-everything that is not a Linear (embeddings, layer norms, softmax, attention products, pooling,
-normalization) stay in fp32 (in bf16 the worst cosine to fp32 on STS-B test drops from 0.991 to 0.989).
+int8 x int8 product runs in oneDNN (``torch.ops.onednn.qlinear_pointwise``: AMX-int8 tiles or VNNI), which
+applies the weight scales in its epilogue and writes float32; the row scales and the bias are then applied in
+place. Attention's query/key/value projections run as bf16 matmuls where the CPU has native bf16 (float32
+elsewhere), and everything that is not a Linear (embeddings, layer norms, softmax, attention products,
+pooling, normalization) stays in float32. Per-tensor activation scales (what oneDNN could fuse) were tried:
+the worst cosine to fp32 on STS-B test sentences fell to 0.91-0.94, so the per-row scales stay.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+_HAS_QLINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
+_HAS_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 class Int8Linear(nn.Module):
@@ -26,26 +32,62 @@ class Int8Linear(nn.Module):
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (out,)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight_t", torch.round(weight / scale[:, None]).to(torch.int8).t(), persistent=False)
+        q = torch.round(weight / scale[:, None]).to(torch.int8)
         self.register_buffer("weight_scale", scale, persistent=False)
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
         self.register_buffer("bias", bias, persistent=False)
+        self.onednn = _HAS_QLINEAR
+        if self.onednn:  # oneDNN's packed layout; the zero points are all 0 (symmetric)
+            self.register_buffer("weight_packed", torch.ops.onednn.qlinear_prepack(q, None), persistent=False)
+            self.register_buffer("weight_zero", torch.zeros(len(scale), dtype=torch.int64), persistent=False)
+        else:
+            self.register_buffer("weight_t", q.t(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).float()
         rows = x2.shape[0]
-        # _int_mm needs more than 16 rows; tiny batches pad with zero rows (dropped again below)
-        padded = max(17, rows)
-        if padded != rows:
-            x2 = torch.cat([x2, x2.new_zeros(padded - rows, x2.shape[1])])
-        x_scale = x2.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(127.0)  # (rows, 1)
-        q = torch.round(x2 / x_scale).to(torch.int8)
-        acc = torch._int_mm(q, self.weight_t)  # (rows, out) int32
-        y = acc.float().mul_(x_scale).mul_(self.weight_scale)
+        # per-row scale from max(max, -min): two cheap reductions (abs() would write a copy of x first);
+        # multiplying by the reciprocal is ~8x faster than dividing by a broadcast column here
+        amax = torch.maximum(x2.amax(1), x2.amin(1).neg_()).clamp_(min=1e-12)
+        q = x2.mul(127.0 / amax[:, None]).round_().to(torch.int8)
+        row_scale = amax.div_(127.0)[:, None]
+        if self.onednn:
+            y = torch.ops.onednn.qlinear_pointwise(q, 1.0, 0, self.weight_packed, self.weight_scale, self.weight_zero,
+                                                   None, 1.0, 0, torch.float32, "none", [], "")
+        else:
+            padded = max(17, rows)  # torch._int_mm needs more than 16 rows: pad with zero rows, dropped below
+            if padded != rows:
+                q = torch.cat([q, q.new_zeros(padded - rows, q.shape[1])])
+            y = torch._int_mm(q, self.weight_t)[:rows].float().mul_(self.weight_scale)  # (rows, out) int32 sums
+        y.mul_(row_scale)  # in place: a fresh output buffer (addcmul) costs page faults, ~50 % more here
         if self.bias is not None:
             y.add_(self.bias)
-        return y[:rows].reshape(*shape[:-1], self.out_features)
+        return y.reshape(*shape[:-1], self.out_features)
+
+
+class Bf16Linear(nn.Module):
+    """``y = x @ W.T + b`` as a bf16 matmul (float32 accumulation), float32 in and out: the int8 model's
+    attention projections on CPUs with native bf16 (AMX / AVX-512-bf16), where a float32 matmul is ~5x slower.
+
+    Args:
+        linear: the float Linear to copy (weights rounded to bf16 once).
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16).clone(), persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16).clone()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.to(torch.bfloat16)
+        if _HAS_ONEDNN_LINEAR and x.device.type == "cpu":  # bias in the matmul's epilogue (F.linear copies it first)
+            shape = x.shape
+            y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self.weight, self.bias, "none", [], "")
+            return y.float().reshape(*shape[:-1], self.out_features)
+        return F.linear(x, self.weight, self.bias).float()
 
 
 def int8_supported(linear: nn.Linear) -> bool:
@@ -55,19 +97,24 @@ def int8_supported(linear: nn.Linear) -> bool:
 
 # Attention's query/key/value projections stay in float: their rounding errors are amplified by the softmax.
 # On all-MiniLM-L6-v2 (STS-B test sentences) quantizing every Linear gives min cosine 0.982 to fp32, keeping
-# these float gives 0.991 (bench/int8_quality.py). Names of BERT/XLM-R, MPNet, DistilBERT and fused variants.
+# these float gives 0.991 (0.990 with them in bf16; bench/int8_quality.py). Names of BERT/XLM-R, MPNet,
+# DistilBERT and fused variants.
 FLOAT_LINEARS = frozenset({"query", "key", "value", "q", "k", "v", "q_lin", "k_lin", "v_lin", "qkv", "Wqkv", "in_proj"})
 
 
-def quantize_linears(module: nn.Module, keep_float: frozenset[str] = FLOAT_LINEARS) -> int:
+def quantize_linears(module: nn.Module, keep_float: frozenset[str] = FLOAT_LINEARS, bf16: bool = False) -> int:
     """Replace, in place, every supported ``nn.Linear`` below ``module`` by an ``Int8Linear``, except those
-    whose attribute name is in ``keep_float``; return how many were replaced."""
+    whose attribute name is in ``keep_float`` (with ``bf16``, those become ``Bf16Linear``); return how many
+    were made int8."""
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            if int8_supported(child) and name not in keep_float:
+            if name in keep_float:
+                if bf16:
+                    setattr(module, name, Bf16Linear(child))
+            elif int8_supported(child):
                 setattr(module, name, Int8Linear(child))
                 count += 1
         else:
-            count += quantize_linears(child, keep_float)
+            count += quantize_linears(child, keep_float, bf16)
     return count
