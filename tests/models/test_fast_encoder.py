@@ -92,8 +92,8 @@ def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, monk
         layout = fe._Layout(mask)
         if max(lengths) == 40:  # [1, 3, 7] share a row, 12 gets one, 40 is a group of its own
             assert [(g.rows, g.width) for g in layout.groups] == [(2, 16), (1, 40)]
-        if max(lengths) == 14:  # [1, 3, 7], [9], [12], [14]: one packed group, resident in the layers
-            assert [(g.rows, g.width) for g in layout.groups] == [(4, 16)] and layout.make_resident() is not None
+        if max(lengths) == 14:  # [14, 1], [12, 3], [9, 7]: one packed group, resident in the layers
+            assert [(g.rows, g.width) for g in layout.groups] == [(3, 16)] and layout.make_resident() is not None
     if mode == "packed-train":
         mode = "train-explicit"
     hf = _tiny(arch, dropout=1e-9 if mode == "train-explicit" else 0.0)
@@ -307,3 +307,18 @@ def test_bf16_token_rows_are_rounded_up_without_changing_outputs_or_gradients(mo
     for name, grad in grads_a.items():
         scale = grads_b[name].abs().max().clamp(min=1e-6)
         assert (grad - grads_b[name]).abs().max() / scale <= 5e-2, name
+
+
+@pytest.mark.parametrize("lengths", [[13] * 40 + [12] * 10, [10] * 30 + [11] * 60, list(range(1, 33)) * 3],
+                         ids=["12-13", "10-11", "many-lengths"])
+def test_packed_rows_hold_every_sequence_once_and_fill_rows(lengths):
+    import embtune.models.fast_encoder as fe
+
+    rows_of, offsets, rows = fe._pack_rows(lengths, 64)
+    taken = set()
+    for length, row, offset in zip(lengths, rows_of, offsets, strict=True):
+        cells = {(row, offset + j) for j in range(length)}
+        assert 0 <= row < rows and offset + length <= 64 and not cells & taken
+        taken |= cells
+    if len(set(lengths)) <= fe.PATTERN_LENGTHS:  # 13+13+13+13+12 = 64; 10+10+11+11+11+11 = 64: every row full
+        assert rows == sum(lengths) // 64 == len(taken) // 64

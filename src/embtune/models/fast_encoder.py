@@ -298,21 +298,68 @@ PACK_WIDTH = 64
 PACK_MAX = 32
 
 
+PATTERN_LENGTHS = 16  # at most this many distinct lengths: rows filled by patterns (``_pack_rows``)
+
+
+def _pack_rows(lengths: list[int], width: int) -> tuple[list[int], list[int], int]:
+    """Sequences into rows of ``width`` slots with few empty ones: (row of each sequence, its first slot, rows).
+
+    Lengths are small integers and a batch holds only a few distinct ones, so rows are filled by patterns:
+    the multiset of the remaining lengths that fills one row best (a knapsack over at most ``width`` sums),
+    used for as many rows as the counts allow, then the next best for what is left. Filling rows in length
+    order instead left 9 % of the slots empty on STS-B batches (16 % where lengths 12 and 13 meet: five 12s
+    or four 13s per 64 slots, where 13+13+13+13+12 fills a row), and in inference every empty slot runs
+    through every token-wise layer. Batches of many distinct lengths (training batches are not length-sorted)
+    are filled in order instead: the pattern search would cost ~20 ms there.
+    """
+    by_length: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        by_length.setdefault(length, []).append(i)
+    rows_of, offsets = [0] * len(lengths), [0] * len(lengths)
+    rows = 0
+    if len(by_length) > PATTERN_LENGTHS:
+        fill = width
+        for i, length in enumerate(lengths):
+            if fill + length > width:
+                rows, fill = rows + 1, 0
+            rows_of[i], offsets[i] = rows - 1, fill
+            fill += length
+        return rows_of, offsets, rows
+    while by_length:
+        pattern = _best_row(sorted((length, len(ids)) for length, ids in by_length.items()), width)
+        times = min(len(by_length[length]) // count for length, count in pattern)
+        for _ in range(times):
+            fill = 0
+            for length, count in pattern:
+                for _ in range(count):
+                    i = by_length[length].pop()
+                    rows_of[i], offsets[i] = rows, fill
+                    fill += length
+            rows += 1
+        by_length = {length: ids for length, ids in by_length.items() if ids}
+    return rows_of, offsets, rows
+
+
+def _best_row(available: list[tuple[int, int]], width: int) -> list[tuple[int, int]]:
+    """The (length, count) multiset of at most ``width`` slots, within the available counts, that fills a row
+    best (ties: the first found, longer lengths first)."""
+    best: dict[int, tuple[tuple[int, int], ...]] = {0: ()}  # slots used -> a multiset reaching it
+    for length, count in reversed(available):  # longest first
+        for used, combo in list(best.items()):
+            for k in range(1, min(count, (width - used) // length) + 1):
+                best.setdefault(used + k * length, (*combo, (length, k)))
+    return list(best[max(best)])
+
+
 def _packed_group(token_start: int, lengths: list[int], width: int, device: torch.device) -> _Group:
-    """Consecutive sequences of ``lengths`` (ascending) in rows of ``width`` token slots, greedily filled."""
-    rows_of, offsets, row, fill = [], [], -1, width
-    for length in lengths:
-        if fill + length > width:
-            row, fill = row + 1, 0
-        rows_of.append(row)
-        offsets.append(fill)
-        fill += length
-    rows, count = row + 1, sum(lengths)
+    """Consecutive sequences of ``lengths`` (ascending) in rows of ``width`` token slots (``_pack_rows``)."""
+    rows_of, offsets, rows = _pack_rows(lengths, width)
+    count = sum(lengths)
     lens = torch.tensor(lengths, device=device)
     seq = torch.repeat_interleave(torch.arange(len(lengths), device=device), lens)  # sequence of each token
     first = torch.cumsum(lens, 0) - lens
     slot = torch.tensor(offsets, device=device)[seq] + torch.arange(count, device=device) - first[seq]
-    cell = torch.tensor(rows_of, device=device)[seq] * width + slot  # grid cell of each token (ascending)
+    cell = torch.tensor(rows_of, device=device)[seq] * width + slot  # grid cell of each token
     grid_index = torch.zeros(rows * width, dtype=torch.long, device=device).index_copy_(
         0, cell, torch.arange(count, device=device))  # empty slots copy token 0: finite, masked out as keys
     segment = torch.full((rows * width,), -1, dtype=torch.long, device=device).index_copy_(0, cell, seq)
