@@ -97,6 +97,37 @@ def test_bf16_copy_follows_weight_updates(tiny):
     assert cos.min() >= 0.999
 
 
+@pytest.mark.parametrize("write", ["data-row", "fused-adamw"])
+def test_bf16_copy_follows_writes_that_keep_version_counters(tiny, write):
+    """Writes through ``.data`` (here: one embedding row only, as a row-wise update) and fused AdamW steps do
+    not bump version counters; the copy must still be rebuilt."""
+    before = tiny.encode(TEXTS, precision="bf16")
+    if write == "data-row":
+        row = tiny.transformer.token_ids([TEXTS[0]])[0][0][1]  # a token of the first text
+        table = tiny.transformer.auto_model.get_input_embeddings().weight
+        table.data[row] += 0.5
+    else:
+        params = [p for p in tiny.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-2, fused=True)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        optimizer.step()
+    after = tiny.encode(TEXTS, precision="bf16")
+    assert not np.allclose(before[0], after[0], atol=1e-4)
+    np.testing.assert_allclose(after, tiny.encode(TEXTS, precision="fp32"), atol=0.05)
+
+
+def test_encode_runs_in_eval_mode_and_restores_training(tiny):
+    ref = tiny.encode(TEXTS, precision="fp32")
+    tiny.train()
+    tiny.transformer.auto_model.embeddings.dropout.p = 0.5
+    np.testing.assert_array_equal(tiny.encode(TEXTS, precision="fp32"), ref)  # no dropout while encoding
+    assert tiny.training and all(m.training for m in tiny.modules())
+    tiny.eval()
+    tiny.transformer.auto_model.embeddings.dropout.train()  # a submodule left in training under an eval model
+    np.testing.assert_array_equal(tiny.encode(TEXTS, precision="fp32"), ref)
+
+
 def test_truncation_warns_with_count(tiny, caplog):
     tiny.max_seq_length = 8
     with caplog.at_level("WARNING"):

@@ -48,15 +48,20 @@ def _prompt_length(model, prompt: str) -> int:
 
 
 def _weights_fingerprint(module: nn.Module) -> tuple:
-    """Changes whenever the weights change: identity, version counters, and a strided sample of every value.
+    """Changes whenever the weights change: identity, version counters, and a sample of every tensor (the
+    first value of every row of a matrix, so each embedding row a row-wise update touches is seen; every
+    61st value of a vector), all summed in float64.
 
     Version counters alone are not enough: fused optimizers (``AdamW(fused=True)``) and writes through
     ``.data`` update weights without bumping them, which would leave a stale low-precision copy in use.
+    Computed before every encode call: the earlier strided sample of every 61st value read a cache line per
+    value, ~4 ms of a 19 ms call of 16 texts; one value per row is ~3x cheaper.
     """
     with torch.no_grad():
         params = list(module.parameters())
-        sample = torch.stack([p.detach().reshape(-1)[::61].double().sum() for p in params])
-    return (tuple(id(p) for p in params), tuple(p._version for p in params), tuple(sample.tolist()))
+        views = [p.detach()[:, 0] if p.dim() == 2 else p.detach().reshape(-1)[::61] for p in params]
+        total = torch.cat(views).sum(dtype=torch.float64)  # one sum: per-tensor sums cost ~1.5 ms more a call
+    return (tuple(id(p) for p in params), tuple(p._version for p in params), float(total))
 
 
 class _LowPrecisionCache:
@@ -222,7 +227,11 @@ def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_to
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
     was_training = model.training
-    model.eval()
+    # the bf16 / int8 copies are always in eval mode; the model itself is switched only when it runs (fp32)
+    # and is training: walking its modules twice per call cost ~1 ms of a 16-text call
+    switch = was_training or (dtype == torch.float32 and any(m.training for m in model.modules()))
+    if switch:
+        model.eval()
     try:
         runner, ctx = _runner(model, dtype)
         progress = _progress(len(ids), show_progress_bar)
@@ -238,7 +247,8 @@ def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_to
         if progress is not None:
             progress.close()
     finally:
-        model.train(was_training)
+        if switch:
+            model.train(was_training)
 
 
 def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int):
