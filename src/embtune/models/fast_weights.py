@@ -212,17 +212,17 @@ def _weight_files(folder: Path) -> list[Path] | None:
     return files if all(f.is_file() for f in files) else None
 
 
-_FLOATS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-
-
 def _default_dtype(config, specs: dict, wanted: set[str]) -> torch.dtype:
+    from .low_precision import SAFETENSORS_DTYPES
+
     stated = getattr(config, "dtype", None)
     if isinstance(stated, str):
         stated = getattr(torch, stated, None)
     if isinstance(stated, torch.dtype) and stated.is_floating_point:
         return stated
-    stored = [specs[k][0] for k in sorted(wanted) if specs[k][0] in _FLOATS]
-    return _FLOATS[stored[0]] if stored else torch.float32
+    stored = [SAFETENSORS_DTYPES[specs[k][0]] for k in sorted(wanted) if specs[k][0] in SAFETENSORS_DTYPES]
+    floats = [d for d in stored if d.is_floating_point]
+    return floats[0] if floats else torch.float32
 
 
 def _read(where: dict[str, Path], keys: list[str], dtype: torch.dtype) -> dict[str, Tensor]:

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import fast_encoder
+
 _HAS_QLINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
-_HAS_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 class Int8Linear(nn.Module):
@@ -83,7 +84,7 @@ class Bf16Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.to(torch.bfloat16)
-        if _HAS_ONEDNN_LINEAR and x.device.type == "cpu":  # bias in the matmul's epilogue (F.linear copies it first)
+        if fast_encoder._HAS_ONEDNN and x.device.type == "cpu":  # bias in the matmul's epilogue (F.linear copies it first)
             shape = x.shape
             y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self.weight, self.bias, "none", [], "")
             return y.float().reshape(*shape[:-1], self.out_features)

@@ -26,10 +26,10 @@ import torch
 
 from ..utils.atomic import atomic_dir
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
-_NAMES = {v: k for k, v in _DTYPES.items()}
+# safetensors dtype names -> torch dtypes (also read by fast_weights.load_fast)
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool}
 _FLOAT = ("F64", "F32", "F16")
 _CHUNK_BYTES = 64 << 20  # source bytes read and converted at a time
 
@@ -91,7 +91,7 @@ def _write_bf16(source: Path, dest: Path) -> None:
     for key in keys:
         dtype, shape = specs[key]
         out = "BF16" if dtype in _FLOAT else dtype
-        nbytes = math.prod(shape) * _DTYPES[out].itemsize
+        nbytes = math.prod(shape) * SAFETENSORS_DTYPES[out].itemsize
         header[key] = {"dtype": out, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         plan.append((key, out))
         offset += nbytes
@@ -102,12 +102,12 @@ def _write_bf16(source: Path, dest: Path) -> None:
         fh.write(raw)
         for key, out in plan:
             shape = specs[key][1]
-            row_bytes = _DTYPES[specs[key][0]].itemsize * math.prod(shape[1:])
+            row_bytes = SAFETENSORS_DTYPES[specs[key][0]].itemsize * math.prod(shape[1:])
             step = max(1, _CHUNK_BYTES // max(row_bytes, 1))  # rows per read: a 1 GB embedding matrix in pieces
             for start in range(0, shape[0] if shape else 1, step):
                 with safe_open(str(source), framework="pt") as handle:  # re-opened: its mapped pages are released
                     tensor = handle.get_slice(key)[start : start + step] if shape else handle.get_tensor(key)
-                tensor = tensor.to(_DTYPES[out]).contiguous()
+                tensor = tensor.to(SAFETENSORS_DTYPES[out]).contiguous()
                 if tensor.numel():
                     fh.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
                 del tensor
