@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from . import fused
 from .dropout import Dropout, dropout
 
 ACTIVATIONS = {
@@ -137,8 +138,15 @@ class EncoderLayer(nn.Module):
             qkv = torch.ops.mkldnn._linear_pointwise(x, self.qkv.weight, self.qkv.bias, "none", [], "")
             return self._fused_rest(self._attention(qkv, layout, bias), x)
         context = self._attention(self.qkv(x), layout, bias)
-        x = self.attn_norm(self.attn_dropout(self.attn_out(context)) + x)
-        return self.ffn_norm(self.ffn_dropout(self.ffn_out(self.act(self.ffn_in(x)))) + x)
+        x = self._add_norm(self.attn_out(context), x, self.attn_dropout, self.attn_norm)
+        return self._add_norm(self.ffn_out(self.act(self.ffn_in(x))), x, self.ffn_dropout, self.ffn_norm)
+
+    @staticmethod
+    def _add_norm(h: Tensor, x: Tensor, drop: Dropout, norm: nn.LayerNorm) -> Tensor:
+        """``norm(drop(h) + x)``; in training one fused pass forward and one backward (``fused.py``)."""
+        if torch.is_grad_enabled() and fused.can_fuse_residual_norm(h, x, norm, drop.p):
+            return fused.residual_norm(h, x, norm, drop.p, drop.training)
+        return norm(drop(h) + x)
 
     def _fused(self, x: Tensor) -> bool:
         """Whether this forward can run as oneDNN matmuls with fused epilogues: bf16 inference on CPU with
@@ -180,6 +188,11 @@ class EncoderLayer(nn.Module):
             q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, t, d)
             if bias is None and p == 0.0:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=group.key_mask)
+            elif bias is None and fused.can_fuse_softmax(q, None):  # scale, key mask, softmax, dropout: one pass
+                scores = torch.matmul(q, k.transpose(-1, -2))
+                probs = fused.softmax_dropout(scores, group.key_bias(scores.dtype), 1.0 / math.sqrt(self.head_dim),
+                                              p, self.training)
+                out = torch.matmul(probs.to(v.dtype), v)
             else:  # MPNet's relative position bias gets its gradient through the explicit sum
                 scores = torch.matmul(q * (1.0 / math.sqrt(self.head_dim)), k.transpose(-1, -2))
                 add = group.key_bias(scores.dtype)

@@ -1,0 +1,276 @@
+/* Fused CPU kernels for the fast encoder's training step (see fused.py, which compiles and calls them).
+
+   Each function does in one pass over rows what eager torch does in 6-12 separate passes (each with its own
+   dispatch, allocation and memory traffic):
+
+   - residual_ln_fwd / residual_ln_bwd: y = LayerNorm(dropout(h) + x), and its gradients for h, x, gamma, beta;
+   - softmax_dropout_fwd / softmax_dropout_bwd: out = dropout(softmax(scale * s + bias)) over the last axis of
+     attention scores, and the gradient for s.
+
+   Dropout masks are not stored: element (row, column) is kept when a hash of (seed, row, column) is at least
+   levels << 16 (the drop probability is levels / 65536), so forward and backward draw the same mask from the
+   seed.
+   Accumulation is float32; bf16 values are rounded to nearest even. Rows are split over OpenMP threads (the
+   runtime torch itself loaded). */
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <omp.h>
+
+typedef uint16_t bf16;
+
+static inline float from_bf16(bf16 v) {
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline bf16 to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)((u >> 16) | 0x40u); /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16)(u >> 16);
+}
+
+static inline uint32_t fmix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+/* The dropout key of row r: every element (r, j) of that row is kept when fmix32(key ^ j * golden) >= levels
+   << 16 (levels / 65536 = the drop probability). One 32-bit hash per element, branch-free, so the loops
+   vectorize. */
+static inline uint32_t row_key(uint64_t seed, int64_t r) {
+    return fmix32((uint32_t)seed ^ fmix32((uint32_t)(seed >> 32) ^ (uint32_t)r ^ fmix32((uint32_t)((uint64_t)r >> 32))));
+}
+
+static inline float keep(uint32_t key, int64_t j, uint32_t threshold) {
+    return fmix32(key ^ ((uint32_t)j * 0x9e3779b9u)) >= threshold ? 1.0f : 0.0f;
+}
+
+/* exp(x) for x <= 0 (softmax after the max is subtracted): 2^n * 2^f with a degree-6 polynomial for 2^f,
+   f in [-0.5, 0.5]; relative error ~2e-7. Very negative x (masked keys) give exactly 0. */
+static inline float exp_neg(float x) {
+    if (x < -87.0f) return 0.0f;
+    float t = x * 1.44269504088896341f;
+    float n = rintf(t);
+    float f = t - n;
+    float p = 1.5403530393381609e-4f;
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+    p = p * f + 5.5504108664821580e-2f;
+    p = p * f + 2.4022650695910071e-1f;
+    p = p * f + 6.9314718055994531e-1f;
+    p = p * f + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float load(const void *ptr, const int is_bf16, int64_t j) {
+    return is_bf16 ? from_bf16(((const bf16 *)ptr)[j]) : ((const float *)ptr)[j];
+}
+
+INLINE void store(void *ptr, const int is_bf16, int64_t j, float v) {
+    if (is_bf16) ((bf16 *)ptr)[j] = to_bf16(v);
+    else ((float *)ptr)[j] = v;
+}
+
+/* One row of residual_ln_fwd; `is_bf16` is a constant at each call site, so each dtype gets its own loops. */
+INLINE void ln_fwd_row(const void *h, const int is_bf16, const float *x, const float *gamma, const float *beta,
+                       float *y, float *s, float *mean, float *rstd, int64_t r, int64_t H, float eps,
+                       uint32_t key, uint32_t threshold, float scale) {
+    const int64_t o = r * H;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < H; j++) {
+        float v = load(h, is_bf16, o + j);
+        if (threshold) v *= keep(key, j, threshold) * scale;
+        v += x[o + j];
+        s[o + j] = v;
+        sum += v;
+    }
+    const float m = sum / (float)H;
+    float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+    for (int64_t j = 0; j < H; j++) {
+        const float d = s[o + j] - m;
+        var += d * d;
+    }
+    const float rs = 1.0f / sqrtf(var / (float)H + eps);
+    mean[r] = m;
+    rstd[r] = rs;
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) y[o + j] = (s[o + j] - m) * rs * gamma[j] + beta[j];
+}
+
+/* s = dropout(h) + x; y = (s - mean) * rstd * gamma + beta, per row of H. Saves s, mean, rstd. */
+void residual_ln_fwd(const void *h, int h_bf16, const float *x, const float *gamma, const float *beta,
+                     float *y, float *s, float *mean, float *rstd, int64_t rows, int64_t H, float eps,
+                     uint64_t seed, uint32_t levels, float scale, int threads) {
+    const uint32_t threshold = levels << 16;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const uint32_t key = row_key(seed, r);
+        if (h_bf16) ln_fwd_row(h, 1, x, gamma, beta, y, s, mean, rstd, r, H, eps, key, threshold, scale);
+        else ln_fwd_row(h, 0, x, gamma, beta, y, s, mean, rstd, r, H, eps, key, threshold, scale);
+    }
+}
+
+INLINE void ln_bwd_row(const float *dy, const float *s, const float *mean, const float *rstd, const float *gamma,
+                       float *dx, void *dh, const int is_bf16, float *dg, float *db, int64_t r, int64_t H,
+                       uint32_t key, uint32_t threshold, float scale) {
+    const int64_t o = r * H;
+    const float m = mean[r], rs = rstd[r];
+    float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t j = 0; j < H; j++) {
+        const float xh = (s[o + j] - m) * rs;
+        const float g = dy[o + j] * gamma[j];
+        a += g;
+        b += g * xh;
+        dg[j] += dy[o + j] * xh;
+        db[j] += dy[o + j];
+    }
+    a /= (float)H;
+    b /= (float)H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+        const float xh = (s[o + j] - m) * rs;
+        const float d = rs * (dy[o + j] * gamma[j] - a - xh * b);
+        if (dx) dx[o + j] = d;
+        float dv = d;
+        if (threshold) dv *= keep(key, j, threshold) * scale;
+        store(dh, is_bf16, o + j, dv);
+    }
+}
+
+/* Gradients of residual_ln_fwd: dx = ds (float32), dh = dropout'(ds) in h's dtype, and dgamma, dbeta summed
+   over rows (partials per thread in `work`, 2 * threads * H floats, then added in thread order). */
+void residual_ln_bwd(const float *dy, const float *s, const float *mean, const float *rstd, const float *gamma,
+                     float *dx, void *dh, int h_bf16, float *dgamma, float *dbeta, float *work,
+                     int64_t rows, int64_t H, uint64_t seed, uint32_t levels, float scale, int threads) {
+    const uint32_t threshold = levels << 16;
+    memset(work, 0, sizeof(float) * 2 * (size_t)threads * (size_t)H);
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        float *dg = work + (int64_t)t * 2 * H;
+        float *db = dg + H;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const uint32_t key = row_key(seed, r);
+            if (h_bf16) ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 1, dg, db, r, H, key, threshold, scale);
+            else ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 0, dg, db, r, H, key, threshold, scale);
+        }
+    }
+    if (dgamma) {
+        for (int64_t j = 0; j < H; j++) {
+            float g = 0.0f, bsum = 0.0f;
+            for (int t = 0; t < threads; t++) {
+                g += work[(int64_t)t * 2 * H + j];
+                bsum += work[(int64_t)t * 2 * H + H + j];
+            }
+            dgamma[j] = g;
+            dbeta[j] = bsum;
+        }
+    }
+}
+
+INLINE void sm_fwd_row(const void *scores, const void *bias, const int is_bf16, void *p, void *out, float *z,
+                       int64_t o, int64_t bo, int64_t T, float scale, uint32_t key, uint32_t threshold,
+                       float dscale) {
+    float mx = -INFINITY;
+    if (bias) {
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < T; j++) {
+            const float v = load(scores, is_bf16, o + j) * scale + load(bias, is_bf16, bo + j);
+            z[j] = v;
+            mx = v > mx ? v : mx;
+        }
+    } else {
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < T; j++) {
+            const float v = load(scores, is_bf16, o + j) * scale;
+            z[j] = v;
+            mx = v > mx ? v : mx;
+        }
+    }
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < T; j++) {
+        z[j] = exp_neg(z[j] - mx);
+        sum += z[j];
+    }
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (int64_t j = 0; j < T; j++) {
+        const float pv = z[j] * inv;
+        store(p, is_bf16, o + j, pv);
+        float dv = pv;
+        if (threshold) dv *= keep(key, j, threshold) * dscale;
+        store(out, is_bf16, o + j, dv);
+    }
+}
+
+/* Scores (groups, heads, q, T) in one dtype (float32 or bf16); bias (groups, 1, bias_q, T) in the same dtype
+   or NULL, with bias_q 1 (one key mask per group) or q (one per query). Writes p = softmax(scale * s + bias)
+   (saved for backward) and out = dropout(p), both in the scores' dtype. */
+void softmax_dropout_fwd(const void *scores, const void *bias, int is_bf16, void *p, void *out,
+                         int64_t groups, int64_t heads, int64_t q, int64_t T, int64_t bias_q, float scale,
+                         uint64_t seed, uint32_t levels, float dscale, int threads) {
+    const int64_t rows = groups * heads * q;
+    const uint32_t threshold = levels << 16;
+#pragma omp parallel num_threads(threads)
+    {
+        float z[T];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t g = r / (heads * q), qi = r % q;
+            const int64_t bo = (g * bias_q + (bias_q == 1 ? 0 : qi)) * T;
+            const uint32_t key = row_key(seed, r);
+            if (is_bf16) sm_fwd_row(scores, bias, 1, p, out, z, r * T, bo, T, scale, key, threshold, dscale);
+            else sm_fwd_row(scores, bias, 0, p, out, z, r * T, bo, T, scale, key, threshold, dscale);
+        }
+    }
+}
+
+INLINE void sm_bwd_row(const void *dout, const void *p, void *ds, const int is_bf16, float *dp, int64_t o,
+                       int64_t T, float scale, uint32_t key, uint32_t threshold, float dscale) {
+    float c = 0.0f;
+#pragma omp simd reduction(+ : c)
+    for (int64_t j = 0; j < T; j++) {
+        float v = load(dout, is_bf16, o + j);
+        if (threshold) v *= keep(key, j, threshold) * dscale;
+        dp[j] = v;
+        c += v * load(p, is_bf16, o + j);
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < T; j++) store(ds, is_bf16, o + j, scale * load(p, is_bf16, o + j) * (dp[j] - c));
+}
+
+/* ds = scale * p * (dp - sum(dp * p)) with dp = dropout'(dout); all in the scores' dtype. */
+void softmax_dropout_bwd(const void *dout, const void *p, void *ds, int is_bf16, int64_t rows, int64_t T,
+                         float scale, uint64_t seed, uint32_t levels, float dscale, int threads) {
+    const uint32_t threshold = levels << 16;
+#pragma omp parallel num_threads(threads)
+    {
+        float dp[T];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const uint32_t key = row_key(seed, r);
+            if (is_bf16) sm_bwd_row(dout, p, ds, 1, dp, r * T, T, scale, key, threshold, dscale);
+            else sm_bwd_row(dout, p, ds, 0, dp, r * T, T, scale, key, threshold, dscale);
+        }
+    }
+}

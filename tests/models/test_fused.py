@@ -1,0 +1,185 @@
+"""The fused training kernels (models/fused.py) against eager torch, with and without dropout."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from embtune.models import fused
+
+pytestmark = pytest.mark.skipif(fused.kernels() is None, reason="no C compiler: the kernels cannot be built")
+
+LEVELS = 1 << 16
+
+
+def _norm(width: int) -> torch.nn.LayerNorm:
+    norm = torch.nn.LayerNorm(width, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.3, 0.3)
+    return norm
+
+
+def _grads(out, inputs, grad):
+    return torch.autograd.grad(out, inputs, grad)
+
+
+@pytest.mark.parametrize("width", [40, 384])  # 40: vector tails
+def test_residual_norm_equals_eager_without_dropout(width):
+    torch.manual_seed(0)
+    norm = _norm(width)
+    h = torch.randn(37, width, requires_grad=True)
+    x = torch.randn(37, width, requires_grad=True)
+    grad = torch.randn(37, width)
+    params = [h, x, norm.weight, norm.bias]
+    eager = norm(h + x)
+    ours = fused.residual_norm(h, x, norm, 0.1, training=False)  # not training: no dropout, as nn.Dropout
+    torch.testing.assert_close(ours, eager, rtol=0, atol=2e-6)
+    for a, b in zip(_grads(ours, params, grad), _grads(eager, params, grad), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_residual_norm_dropout_is_the_eager_math_on_its_mask():
+    torch.manual_seed(1)
+    rows, width, p = 300, 384, 0.1
+    norm = _norm(width)
+    scale = LEVELS / (LEVELS - round(p * LEVELS))
+    # h = 1, x = 0: a kept element of a row becomes its row's maximum, a dropped one its minimum
+    probe = fused.residual_norm(torch.ones(rows, width), torch.zeros(rows, width), torch.nn.LayerNorm(width), p, True)
+    torch.manual_seed(2)
+    h = torch.randn(rows, width, requires_grad=True)
+    x = torch.randn(rows, width, requires_grad=True)
+    grad = torch.randn(rows, width)
+    torch.manual_seed(7)
+    kept = fused.residual_norm(torch.ones(rows, width), torch.zeros(rows, width), torch.nn.LayerNorm(width), p, True) > 0
+    torch.manual_seed(7)
+    ours = fused.residual_norm(h, x, norm, p, True)
+    eager = norm(h * kept * scale + x)
+    torch.testing.assert_close(ours, eager, rtol=0, atol=1e-5)
+    params = [h, x, norm.weight, norm.bias]
+    for a, b in zip(_grads(ours, params, grad), _grads(eager, params, grad), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    dropped = 1 - kept.float().mean().item()
+    assert abs(dropped - p) < 0.005  # 115,200 draws: the standard error is 0.0009
+    assert not torch.equal(probe > 0, kept)  # another seed, another mask
+
+
+def test_residual_norm_bf16_input_gives_bf16_gradient():
+    torch.manual_seed(3)
+    norm = _norm(64)
+    h = torch.randn(20, 64).bfloat16().requires_grad_()
+    x = torch.randn(20, 64, requires_grad=True)
+    ours = fused.residual_norm(h, x, norm, 0.0, True)
+    eager = norm(h.float() + x)
+    torch.testing.assert_close(ours, eager, rtol=0, atol=2e-6)
+    weights = torch.linspace(-1, 1, 64)
+    dh, dx = torch.autograd.grad((ours * weights).sum(), [h, x])
+    (rx,) = torch.autograd.grad((eager * weights).sum(), [x])
+    assert dh.dtype == torch.bfloat16 and dx.dtype == torch.float32
+    torch.testing.assert_close(dx, rx, rtol=1e-5, atol=1e-5)
+    assert torch.equal(dh, dx.bfloat16())  # without dropout, dh is dx rounded once
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("width", [64, 23])
+def test_softmax_dropout_equals_eager_without_dropout(packed, width):
+    torch.manual_seed(4)
+    groups, heads = 3, 4
+    scores = torch.randn(groups, heads, width, width, requires_grad=True)
+    allowed = torch.rand(groups, 1, width if packed else 1, width) > 0.3
+    allowed[..., 0] = True
+    bias = torch.zeros(allowed.shape).masked_fill_(~allowed, torch.finfo(torch.float32).min)
+    grad = torch.randn(groups, heads, width, width)
+    eager = torch.softmax(scores * 0.125 + bias, -1)
+    ours = fused.softmax_dropout(scores, bias, 0.125, 0.1, training=False)
+    torch.testing.assert_close(ours, eager, rtol=0, atol=1e-6)
+    assert torch.equal(ours == 0, ~allowed.expand_as(ours))  # masked keys get exactly 0
+    (ours_grad,) = _grads(ours, [scores], grad)
+    (eager_grad,) = _grads(eager, [scores], grad)
+    torch.testing.assert_close(ours_grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_dropout_is_the_eager_math_on_its_mask():
+    torch.manual_seed(5)
+    p = 0.25
+    scale = LEVELS / (LEVELS - round(p * LEVELS))
+    scores = torch.randn(4, 6, 32, 32, requires_grad=True)
+    grad = torch.randn(4, 6, 32, 32)
+    torch.manual_seed(9)
+    ours = fused.softmax_dropout(scores, None, 0.2, p, True)
+    kept = ours != 0  # every probability is > 0 without a key mask
+    eager = torch.softmax(scores * 0.2, -1) * kept * scale
+    torch.testing.assert_close(ours, eager, rtol=1e-6, atol=1e-7)
+    (ours_grad,) = _grads(ours, [scores], grad)
+    (eager_grad,) = _grads(eager, [scores], grad)
+    torch.testing.assert_close(ours_grad, eager_grad, rtol=1e-5, atol=1e-6)
+    assert abs((1 - kept.float().mean().item()) - p) < 0.01
+    torch.manual_seed(9)
+    assert torch.equal(fused.softmax_dropout(scores, None, 0.2, p, True), ours)  # the seed decides the mask
+
+
+def test_softmax_dropout_bf16_is_close_to_float32():
+    torch.manual_seed(6)
+    scores = torch.randn(2, 3, 16, 16)
+    ours = fused.softmax_dropout(scores.bfloat16(), None, 0.5, 0.0, True)
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), torch.softmax(scores.bfloat16().float() * 0.5, -1), rtol=8e-3, atol=1e-3)
+
+
+def test_fast_encoder_training_step_uses_the_kernels_and_matches_eager(monkeypatch):
+    from test_fast_encoder import _batch, _tiny
+
+    from embtune.models.fast_weights import from_hf
+
+    fast = from_hf(_tiny("bert"))
+    features = _batch([7, 3, 12, 1, 40], 0)
+    ids, mask = features["input_ids"], features["attention_mask"]
+    fast.eval()  # dropout off: the fused and the eager step compute the same function
+    calls = []
+    original = fused.residual_norm
+    monkeypatch.setattr(fused, "residual_norm", lambda *a: calls.append(1) or original(*a))
+
+    def step():
+        fast.zero_grad()
+        out = fast(ids, mask)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        return out.detach(), [p.grad.clone() for p in fast.parameters() if p.grad is not None]
+
+    out, grads = step()
+    assert calls  # the training forward went through the fused add + norm
+    monkeypatch.setattr(fused, "_lib", None)  # as without a compiler: eager ops
+    calls.clear()
+    eager_out, eager_grads = step()
+    assert not calls
+    torch.testing.assert_close(out, eager_out, rtol=0, atol=1e-5)
+    for a, b in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_without_a_compiler_the_kernels_are_off_and_say_so(monkeypatch, caplog):
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_tried", False)
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    with caplog.at_level(logging.INFO, logger="embtune.models.fused"):
+        assert fused.kernels() is None
+    assert "no C compiler" in caplog.text
+    assert not fused.can_fuse_residual_norm(torch.zeros(2, 4), torch.zeros(2, 4), torch.nn.LayerNorm(4), 0.1)
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_tried", False)
+    monkeypatch.setenv("EMBTUNE_FUSED_KERNELS", "0")
+    assert fused.kernels() is None
+
+
+def test_build_is_cached_per_source_and_written_atomically(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMBTUNE_CACHE", str(tmp_path))
+    compiler = fused._compiler()
+    first = fused._build(compiler)
+    assert first.parent == tmp_path / "kernels" and first.exists()
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left behind
+    mtime = first.stat().st_mtime_ns
+    assert fused._build(compiler) == first and first.stat().st_mtime_ns == mtime  # not rebuilt
