@@ -32,10 +32,11 @@ def test_residual_norm_equals_eager_without_dropout(width):
     norm = _norm(width)
     h = torch.randn(37, width, requires_grad=True)
     x = torch.randn(37, width, requires_grad=True)
+    h_bias = torch.randn(width, requires_grad=True)
     grad = torch.randn(37, width)
-    params = [h, x, norm.weight, norm.bias]
-    eager = norm(h + x)
-    ours = fused.residual_norm(h, x, norm, 0.1, training=False)  # not training: no dropout, as nn.Dropout
+    params = [h, x, norm.weight, norm.bias, h_bias]
+    eager = norm(h + h_bias + x)
+    ours = fused.residual_norm(h, x, norm, 0.1, training=False, bias=h_bias)  # not training: no dropout
     torch.testing.assert_close(ours, eager, rtol=0, atol=2e-6)
     for a, b in zip(_grads(ours, params, grad), _grads(eager, params, grad), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -54,11 +55,12 @@ def test_residual_norm_dropout_is_the_eager_math_on_its_mask():
     grad = torch.randn(rows, width)
     torch.manual_seed(7)
     kept = fused.residual_norm(torch.ones(rows, width), torch.zeros(rows, width), torch.nn.LayerNorm(width), p, True) > 0
+    h_bias = torch.randn(width, requires_grad=True)
     torch.manual_seed(7)
-    ours = fused.residual_norm(h, x, norm, p, True)
-    eager = norm(h * kept * scale + x)
+    ours = fused.residual_norm(h, x, norm, p, True, bias=h_bias)
+    eager = norm((h + h_bias) * kept * scale + x)
     torch.testing.assert_close(ours, eager, rtol=0, atol=1e-5)
-    params = [h, x, norm.weight, norm.bias]
+    params = [h, x, norm.weight, norm.bias, h_bias]
     for a, b in zip(_grads(ours, params, grad), _grads(eager, params, grad), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     dropped = 1 - kept.float().mean().item()
@@ -139,7 +141,7 @@ def test_fast_encoder_training_step_uses_the_kernels_and_matches_eager(monkeypat
     fast.eval()  # dropout off: the fused and the eager step compute the same function
     calls = []
     original = fused.residual_norm
-    monkeypatch.setattr(fused, "residual_norm", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(fused, "residual_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
 
     def step():
         fast.zero_grad()

@@ -138,15 +138,28 @@ class EncoderLayer(nn.Module):
             qkv = torch.ops.mkldnn._linear_pointwise(x, self.qkv.weight, self.qkv.bias, "none", [], "")
             return self._fused_rest(self._attention(qkv, layout, bias), x)
         context = self._attention(self.qkv(x), layout, bias)
-        x = self._add_norm(self.attn_out(context), x, self.attn_dropout, self.attn_norm)
-        return self._add_norm(self.ffn_out(self.act(self.ffn_in(x))), x, self.ffn_dropout, self.ffn_norm)
+        if torch.is_grad_enabled() and self._trains_fused(x):
+            return self._fused_training_rest(context, x)
+        x = self.attn_norm(self.attn_dropout(self.attn_out(context)) + x)
+        return self.ffn_norm(self.ffn_dropout(self.ffn_out(self.act(self.ffn_in(x)))) + x)
 
-    @staticmethod
-    def _add_norm(h: Tensor, x: Tensor, drop: Dropout, norm: nn.LayerNorm) -> Tensor:
-        """``norm(drop(h) + x)``; in training one fused pass forward and one backward (``fused.py``)."""
-        if torch.is_grad_enabled() and fused.can_fuse_residual_norm(h, x, norm, drop.p):
-            return fused.residual_norm(h, x, norm, drop.p, drop.training)
-        return norm(drop(h) + x)
+    def _trains_fused(self, x: Tensor) -> bool:
+        """Whether the rest of a training forward can run on ``fused.py``'s kernels: plain Linear layers with
+        float32 biases (not int8 or adapter-wrapped ones), layer norms, a float32 residual stream on CPU."""
+        return (all(type(m) is nn.Linear for m in (self.attn_out, self.ffn_out))
+                and fused.can_fuse_residual_norm(x, x, self.attn_norm, self.attn_dropout.p, self.attn_out.bias)
+                and fused.can_fuse_residual_norm(x, x, self.ffn_norm, self.ffn_dropout.p, self.ffn_out.bias))
+
+    def _fused_training_rest(self, context: Tensor, x: Tensor) -> Tensor:
+        """attn_out and ffn_out as matmuls without bias, then bias + dropout + residual + norm in one fused pass
+        each (``F.linear``'s addmm copies the bias into every output row first, and its backward sums the bias
+        gradient over rows in another pass; the fused backward sums it while it computes the rest)."""
+        drop = self.attn_dropout
+        x = fused.residual_norm(F.linear(context, self.attn_out.weight), x, self.attn_norm, drop.p, drop.training,
+                                bias=self.attn_out.bias)
+        drop = self.ffn_dropout
+        return fused.residual_norm(F.linear(self.act(self.ffn_in(x)), self.ffn_out.weight), x, self.ffn_norm, drop.p,
+                                   drop.training, bias=self.ffn_out.bias)
 
     def _fused(self, x: Tensor) -> bool:
         """Whether this forward can run as oneDNN matmuls with fused epilogues: bf16 inference on CPU with

@@ -1,4 +1,4 @@
-"""Fused CPU kernels for training: residual + dropout + layer norm, and softmax + dropout, each in one pass.
+"""Fused CPU kernels for training: bias + dropout + residual + layer norm, and softmax + dropout, one pass each.
 
 A training step of a small encoder on short texts is dominated by element-wise work, not matmuls: per layer,
 eager torch runs ``LayerNorm(dropout(h) + x)`` as ~10 operations (mask, casts, multiplies, add, norm), each a
@@ -50,10 +50,10 @@ _tried = False
 _I64, _F32, _PTR, _INT, _U64, _U32 = (ctypes.c_int64, ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
                                       ctypes.c_uint64, ctypes.c_uint32)
 _SIGNATURES = {
-    "residual_ln_fwd": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _U64, _U32,
-                        _F32, _INT],
-    "residual_ln_bwd": [_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _PTR, _PTR, _PTR, _I64, _I64, _U64,
+    "residual_ln_fwd": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _F32, _U64,
                         _U32, _F32, _INT],
+    "residual_ln_bwd": [_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _PTR, _PTR, _PTR, _PTR, _I64, _I64,
+                        _U64, _U32, _F32, _INT],
     "softmax_dropout_fwd": [_PTR, _PTR, _INT, _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _F32, _U64, _U32, _F32,
                             _INT],
     "softmax_dropout_bwd": [_PTR, _PTR, _PTR, _INT, _I64, _I64, _F32, _U64, _U32, _F32, _INT],
@@ -140,30 +140,40 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def can_fuse_residual_norm(h: Tensor, x: Tensor, norm: torch.nn.Module, p: float) -> bool:
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def can_fuse_residual_norm(h: Tensor, x: Tensor, norm: torch.nn.Module, p: float, bias: Tensor | None = None) -> bool:
     """Whether ``residual_norm`` covers these inputs (else use the eager ops)."""
+    width = x.shape[-1]
     return (kernels() is not None and h.device.type == "cpu" and x.device.type == "cpu" and p < 1.0
             and x.dtype == torch.float32 and h.dtype in (torch.float32, torch.bfloat16) and h.shape == x.shape
-            and h.dim() == 2 and type(norm) is torch.nn.LayerNorm and norm.weight is not None
-            and norm.weight.dtype == torch.float32 and norm.bias is not None and norm.bias.dtype == torch.float32
-            and tuple(norm.normalized_shape) == (x.shape[1],))
+            and h.dim() == 2 and type(norm) is torch.nn.LayerNorm and _affine(norm.weight, width)
+            and _affine(norm.bias, width) and (bias is None or _affine(bias, width)))
+
+
+def _affine(t: Tensor | None, width: int) -> bool:
+    return t is not None and t.dtype == torch.float32 and t.device.type == "cpu" and tuple(t.shape) == (width,)
 
 
 class _ResidualNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: float, p: float, training: bool):
+    def forward(ctx, h: Tensor, x: Tensor, weight: Tensor, bias: Tensor, h_bias: Tensor | None, eps: float,
+                p: float, training: bool):
         lib = kernels()
         h, x = h.contiguous(), x.contiguous()
         weight, bias = weight.contiguous(), bias.contiguous()
+        h_bias = None if h_bias is None else h_bias.contiguous()
         rows, width = x.shape
         seed, scale, levels = _drop(p, training)
         y = torch.empty_like(x)
         s = torch.empty_like(x)
         mean = x.new_empty(rows)
         rstd = x.new_empty(rows)
-        lib.residual_ln_fwd(h.data_ptr(), int(h.dtype == torch.bfloat16), x.data_ptr(), weight.data_ptr(),
-                            bias.data_ptr(), y.data_ptr(), s.data_ptr(), mean.data_ptr(), rstd.data_ptr(), rows,
-                            width, eps, seed, levels, scale, _threads())
+        lib.residual_ln_fwd(h.data_ptr(), int(h.dtype == torch.bfloat16), _ptr(h_bias), x.data_ptr(),
+                            weight.data_ptr(), bias.data_ptr(), y.data_ptr(), s.data_ptr(), mean.data_ptr(),
+                            rstd.data_ptr(), rows, width, eps, seed, levels, scale, _threads())
         ctx.save_for_backward(s, mean, rstd, weight)
         ctx.drop = (seed, levels, scale)
         ctx.h_dtype = h.dtype
@@ -177,24 +187,24 @@ class _ResidualNorm(torch.autograd.Function):
         dy = dy.float().contiguous()
         rows, width = s.shape
         threads = _threads()
-        dx = torch.empty_like(s) if ctx.needs_input_grad[1] else None
+        wants = ctx.needs_input_grad
+        dx = torch.empty_like(s) if wants[1] else None
         dh = torch.empty(s.shape, dtype=ctx.h_dtype)
-        wants_affine = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
-        dweight = torch.empty_like(weight) if wants_affine else None
-        dbias = torch.empty_like(weight) if wants_affine else None
-        work = s.new_empty(2 * threads * width)
+        dweight = torch.empty_like(weight) if wants[2] else None
+        dbias = torch.empty_like(weight) if wants[3] else None
+        dh_bias = torch.empty_like(weight) if wants[4] else None
+        work = s.new_empty(3 * threads * width)
         lib.residual_ln_bwd(dy.data_ptr(), s.data_ptr(), mean.data_ptr(), rstd.data_ptr(), weight.data_ptr(),
-                            dx.data_ptr() if dx is not None else None, dh.data_ptr(),
-                            int(ctx.h_dtype == torch.bfloat16),
-                            dweight.data_ptr() if wants_affine else None, dbias.data_ptr() if wants_affine else None,
-                            work.data_ptr(), rows, width, seed, levels, scale, threads)
-        return (dh, dx, dweight if ctx.needs_input_grad[2] else None, dbias if ctx.needs_input_grad[3] else None,
-                None, None, None)
+                            _ptr(dx), dh.data_ptr(), int(ctx.h_dtype == torch.bfloat16), _ptr(dweight), _ptr(dbias),
+                            _ptr(dh_bias), work.data_ptr(), rows, width, seed, levels, scale, threads)
+        return dh, dx, dweight, dbias, dh_bias, None, None, None
 
 
-def residual_norm(h: Tensor, x: Tensor, norm: torch.nn.LayerNorm, p: float, training: bool) -> Tensor:
-    """``norm(dropout(h, p) + x)`` in one fused pass (float32 out); check ``can_fuse_residual_norm`` first."""
-    return _ResidualNorm.apply(h, x, norm.weight, norm.bias, float(norm.eps), float(p), bool(training))
+def residual_norm(h: Tensor, x: Tensor, norm: torch.nn.LayerNorm, p: float, training: bool,
+                  bias: Tensor | None = None) -> Tensor:
+    """``norm(dropout(h + bias, p) + x)`` in one fused pass (float32 out); ``bias`` (h's, e.g. of the matmul
+    that made h without one) may be None. Check ``can_fuse_residual_norm`` first."""
+    return _ResidualNorm.apply(h, x, norm.weight, norm.bias, bias, float(norm.eps), float(p), bool(training))
 
 
 def can_fuse_softmax(scores: Tensor, bias: Tensor | None) -> bool:

@@ -87,14 +87,14 @@ INLINE void store(void *ptr, const int is_bf16, int64_t j, float v) {
 }
 
 /* One row of residual_ln_fwd; `is_bf16` is a constant at each call site, so each dtype gets its own loops. */
-INLINE void ln_fwd_row(const void *h, const int is_bf16, const float *x, const float *gamma, const float *beta,
-                       float *y, float *s, float *mean, float *rstd, int64_t r, int64_t H, float eps,
-                       uint32_t key, uint32_t threshold, float scale) {
+INLINE void ln_fwd_row(const void *h, const int is_bf16, const float *hb, const float *x, const float *gamma,
+                       const float *beta, float *y, float *s, float *mean, float *rstd, int64_t r, int64_t H,
+                       float eps, uint32_t key, uint32_t threshold, float scale) {
     const int64_t o = r * H;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < H; j++) {
-        float v = load(h, is_bf16, o + j);
+        float v = load(h, is_bf16, o + j) + (hb ? hb[j] : 0.0f);
         if (threshold) v *= keep(key, j, threshold) * scale;
         v += x[o + j];
         s[o + j] = v;
@@ -114,22 +114,24 @@ INLINE void ln_fwd_row(const void *h, const int is_bf16, const float *x, const f
     for (int64_t j = 0; j < H; j++) y[o + j] = (s[o + j] - m) * rs * gamma[j] + beta[j];
 }
 
-/* s = dropout(h) + x; y = (s - mean) * rstd * gamma + beta, per row of H. Saves s, mean, rstd. */
-void residual_ln_fwd(const void *h, int h_bf16, const float *x, const float *gamma, const float *beta,
+/* The attention output's and the feed-forward output's bias adds ride along (hb), so their matmuls run
+   without bias. s = dropout(h + hb) + x (hb: h's bias, or NULL); y = (s - mean) * rstd * gamma + beta, per row of H.
+   Saves s, mean, rstd. */
+void residual_ln_fwd(const void *h, int h_bf16, const float *hb, const float *x, const float *gamma, const float *beta,
                      float *y, float *s, float *mean, float *rstd, int64_t rows, int64_t H, float eps,
                      uint64_t seed, uint32_t levels, float scale, int threads) {
     const uint32_t threshold = levels << 16;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         const uint32_t key = row_key(seed, r);
-        if (h_bf16) ln_fwd_row(h, 1, x, gamma, beta, y, s, mean, rstd, r, H, eps, key, threshold, scale);
-        else ln_fwd_row(h, 0, x, gamma, beta, y, s, mean, rstd, r, H, eps, key, threshold, scale);
+        if (h_bf16) ln_fwd_row(h, 1, hb, x, gamma, beta, y, s, mean, rstd, r, H, eps, key, threshold, scale);
+        else ln_fwd_row(h, 0, hb, x, gamma, beta, y, s, mean, rstd, r, H, eps, key, threshold, scale);
     }
 }
 
 INLINE void ln_bwd_row(const float *dy, const float *s, const float *mean, const float *rstd, const float *gamma,
-                       float *dx, void *dh, const int is_bf16, float *dg, float *db, int64_t r, int64_t H,
-                       uint32_t key, uint32_t threshold, float scale) {
+                       float *dx, void *dh, const int is_bf16, float *dg, float *db, float *dhb, int64_t r,
+                       int64_t H, uint32_t key, uint32_t threshold, float scale) {
     const int64_t o = r * H;
     const float m = mean[r], rs = rstd[r];
     float a = 0.0f, b = 0.0f;
@@ -151,39 +153,42 @@ INLINE void ln_bwd_row(const float *dy, const float *s, const float *mean, const
         if (dx) dx[o + j] = d;
         float dv = d;
         if (threshold) dv *= keep(key, j, threshold) * scale;
+        dhb[j] += dv;
         store(dh, is_bf16, o + j, dv);
     }
 }
 
-/* Gradients of residual_ln_fwd: dx = ds (float32), dh = dropout'(ds) in h's dtype, and dgamma, dbeta summed
-   over rows (partials per thread in `work`, 2 * threads * H floats, then added in thread order). */
+/* Gradients of residual_ln_fwd: dx = ds (float32), dh = dropout'(ds) in h's dtype, and dgamma, dbeta and
+   dhb (h's bias, when not NULL) summed over rows (partials per thread in `work`, 3 * threads * H floats, then
+   added in thread order). */
 void residual_ln_bwd(const float *dy, const float *s, const float *mean, const float *rstd, const float *gamma,
-                     float *dx, void *dh, int h_bf16, float *dgamma, float *dbeta, float *work,
+                     float *dx, void *dh, int h_bf16, float *dgamma, float *dbeta, float *dhbias, float *work,
                      int64_t rows, int64_t H, uint64_t seed, uint32_t levels, float scale, int threads) {
     const uint32_t threshold = levels << 16;
-    memset(work, 0, sizeof(float) * 2 * (size_t)threads * (size_t)H);
+    memset(work, 0, sizeof(float) * 3 * (size_t)threads * (size_t)H);
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
-        float *dg = work + (int64_t)t * 2 * H;
+        float *dg = work + (int64_t)t * 3 * H;
         float *db = dg + H;
+        float *dhb = db + H;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             const uint32_t key = row_key(seed, r);
-            if (h_bf16) ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 1, dg, db, r, H, key, threshold, scale);
-            else ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 0, dg, db, r, H, key, threshold, scale);
+            if (h_bf16) ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 1, dg, db, dhb, r, H, key, threshold, scale);
+            else ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 0, dg, db, dhb, r, H, key, threshold, scale);
         }
     }
-    if (dgamma) {
-        for (int64_t j = 0; j < H; j++) {
-            float g = 0.0f, bsum = 0.0f;
-            for (int t = 0; t < threads; t++) {
-                g += work[(int64_t)t * 2 * H + j];
-                bsum += work[(int64_t)t * 2 * H + H + j];
-            }
-            dgamma[j] = g;
-            dbeta[j] = bsum;
+    for (int64_t j = 0; j < H; j++) {
+        float g = 0.0f, bsum = 0.0f, hsum = 0.0f;
+        for (int t = 0; t < threads; t++) {
+            g += work[(int64_t)t * 3 * H + j];
+            bsum += work[(int64_t)t * 3 * H + H + j];
+            hsum += work[(int64_t)t * 3 * H + 2 * H + j];
         }
+        if (dgamma) dgamma[j] = g;
+        if (dbeta) dbeta[j] = bsum;
+        if (dhbias) dhbias[j] = hsum;
     }
 }
 
@@ -274,3 +279,4 @@ void softmax_dropout_bwd(const void *dout, const void *p, void *ds, int is_bf16,
         }
     }
 }
+
