@@ -14,6 +14,15 @@ pytestmark = pytest.mark.skipif(fused.kernels() is None, reason="no C compiler: 
 LEVELS = 1 << 16
 
 
+@pytest.fixture(params=["native", "generic"])
+def kernels(request, monkeypatch):
+    """Each kernel test runs on the library built for this CPU and on the portable C loops (what CPUs without
+    AVX-512 run)."""
+    if request.param == "generic":
+        monkeypatch.setattr(fused, "_lib", fused.load(fused._build(fused._compiler(), ("-DEMBTUNE_GENERIC",))))
+    return request.param
+
+
 def _norm(width: int) -> torch.nn.LayerNorm:
     norm = torch.nn.LayerNorm(width, eps=1e-12)
     with torch.no_grad():
@@ -27,7 +36,7 @@ def _grads(out, inputs, grad):
 
 
 @pytest.mark.parametrize("width", [40, 384])  # 40: vector tails
-def test_residual_norm_equals_eager_without_dropout(width):
+def test_residual_norm_equals_eager_without_dropout(width, kernels):
     torch.manual_seed(0)
     norm = _norm(width)
     h = torch.randn(37, width, requires_grad=True)
@@ -42,7 +51,7 @@ def test_residual_norm_equals_eager_without_dropout(width):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_residual_norm_dropout_is_the_eager_math_on_its_mask():
+def test_residual_norm_dropout_is_the_eager_math_on_its_mask(kernels):
     torch.manual_seed(1)
     rows, width, p = 300, 384, 0.1
     norm = _norm(width)
@@ -68,7 +77,7 @@ def test_residual_norm_dropout_is_the_eager_math_on_its_mask():
     assert not torch.equal(probe > 0, kept)  # another seed, another mask
 
 
-def test_residual_norm_bf16_input_gives_bf16_gradient():
+def test_residual_norm_bf16_input_gives_bf16_gradient(kernels):
     torch.manual_seed(3)
     norm = _norm(64)
     h = torch.randn(20, 64).bfloat16().requires_grad_()
@@ -86,7 +95,7 @@ def test_residual_norm_bf16_input_gives_bf16_gradient():
 
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("width", [64, 23])
-def test_softmax_dropout_equals_eager_without_dropout(packed, width):
+def test_softmax_dropout_equals_eager_without_dropout(packed, width, kernels):
     torch.manual_seed(4)
     groups, heads = 3, 4
     scores = torch.randn(groups, heads, width, width, requires_grad=True)
@@ -103,7 +112,7 @@ def test_softmax_dropout_equals_eager_without_dropout(packed, width):
     torch.testing.assert_close(ours_grad, eager_grad, rtol=1e-5, atol=1e-6)
 
 
-def test_softmax_dropout_is_the_eager_math_on_its_mask():
+def test_softmax_dropout_is_the_eager_math_on_its_mask(kernels):
     torch.manual_seed(5)
     p = 0.25
     scale = LEVELS / (LEVELS - round(p * LEVELS))
@@ -122,7 +131,7 @@ def test_softmax_dropout_is_the_eager_math_on_its_mask():
     assert torch.equal(fused.softmax_dropout(scores, None, 0.2, p, True), ours)  # the seed decides the mask
 
 
-def test_softmax_dropout_bf16_is_close_to_float32():
+def test_softmax_dropout_bf16_is_close_to_float32(kernels):
     torch.manual_seed(6)
     scores = torch.randn(2, 3, 16, 16)
     ours = fused.softmax_dropout(scores.bfloat16(), None, 0.5, 0.0, True)

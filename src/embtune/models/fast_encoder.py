@@ -26,6 +26,7 @@ Module names (stable; peft LoRA and int8 quantization target them): ``embeddings
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -190,7 +191,7 @@ class EncoderLayer(nn.Module):
             return [qkv]
         sizes = [g.end - g.start for g in groups]
         rest = qkv.shape[0] - groups[-1].end
-        contiguous = groups[0].start == 0 and all(a.end == b.start for a, b in zip(groups, groups[1:]))
+        contiguous = groups[0].start == 0 and all(a.end == b.start for a, b in itertools.pairwise(groups))
         if not contiguous or rest < 0:
             return [qkv[g.start:g.end] for g in groups]
         return list(qkv.split(sizes + [rest] if rest else sizes))[:len(groups)]

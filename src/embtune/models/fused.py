@@ -71,8 +71,9 @@ def _compiler() -> str | None:
     return None
 
 
-def _build(compiler: str) -> Path:
-    """Compile the kernels once per (source, compiler, CPU) into the cache; written atomically."""
+def _build(compiler: str, extra_flags: tuple[str, ...] = ()) -> Path:
+    """Compile the kernels once per (source, compiler, flags, CPU) into the cache; written atomically.
+    ``extra_flags`` are for tests (``-DEMBTUNE_GENERIC``: the portable C loops instead of AVX-512)."""
     source = _SOURCE.read_bytes()
     # Not -ffast-math: with gcc < 13 a shared library built with it sets flush-to-zero for the whole process.
     # Reassociation (vectorized row sums) and contraction (FMA) are what the kernels need from it.
@@ -80,6 +81,7 @@ def _build(compiler: str) -> Path:
              "-fno-trapping-math", "-fno-signed-zeros", "-fassociative-math", "-ffp-contract=fast"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags.append("-mprefer-vector-width=512")  # gcc picks 256-bit vectors by default even with AVX-512
+    flags += extra_flags
     cpu = ""
     try:  # -march=native code is only valid on the CPU it was built on: key the cache by its model and flags
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -114,17 +116,22 @@ def kernels() -> ctypes.CDLL | None:
         try:
             if compiler is None:
                 raise RuntimeError("no C compiler (cc or gcc) on PATH")
-            lib = ctypes.CDLL(str(_build(compiler)))
-            for name, argtypes in _SIGNATURES.items():
-                getattr(lib, name).argtypes = argtypes
-                getattr(lib, name).restype = None
-            _lib = lib
+            _lib = load(_build(compiler))
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             detail = getattr(exc, "stderr", b"") or b""
             logger.info("fused training kernels unavailable (%s%s); using eager torch ops", exc,
                         f": {detail.decode(errors='replace')[:200]}" if detail else "")
         _tried = True
         return _lib
+
+
+def load(path: Path) -> ctypes.CDLL:
+    """A compiled kernel library with its function signatures set."""
+    lib = ctypes.CDLL(str(path))
+    for name, argtypes in _SIGNATURES.items():
+        getattr(lib, name).argtypes = argtypes
+        getattr(lib, name).restype = None
+    return lib
 
 
 def _drop(p: float, training: bool) -> tuple[int, float, int]:

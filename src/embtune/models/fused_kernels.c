@@ -192,6 +192,122 @@ void residual_ln_bwd(const float *dy, const float *s, const float *mean, const f
     }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(EMBTUNE_GENERIC)
+#include <immintrin.h>
+
+/* The softmax rows with AVX-512 intrinsics: attention rows are short (T = 64 in packed rows), and the
+   auto-vectorized loops spent most of their time in per-row horizontal sums done lane by lane. Same math as
+   the generic rows below (exp_neg, keep, load, store, rounding), 16 lanes at a time with masked tails. */
+
+static inline __mmask16 tail_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+static inline __m512 v_exp_neg(__m512 x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(1.44269504088896341f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.5403530393381609e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+}
+
+static inline __m512 v_load(const void *ptr, const int is_bf16, int64_t j, __mmask16 k) {
+    if (is_bf16) {
+        const __m256i h = _mm256_maskz_loadu_epi16(k, (const bf16 *)ptr + j);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_maskz_loadu_ps(k, (const float *)ptr + j);
+}
+
+static inline void v_store(void *ptr, const int is_bf16, int64_t j, __m512 v, __mmask16 k) {
+    if (is_bf16) {  /* round to nearest even; NaN stays NaN */
+        const __m512i u = _mm512_castps_si512(v);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+        _mm256_mask_storeu_epi16((bf16 *)ptr + j, k, _mm512_cvtepi32_epi16(r));
+    } else {
+        _mm512_mask_storeu_ps((float *)ptr + j, k, v);
+    }
+}
+
+static inline __m512i v_fmix32(__m512i h) {
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0x85ebca6bu));
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 13));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0xc2b2ae35u));
+    return _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+}
+
+/* Lanes j..j+15 of the row with this key that dropout keeps (as keep()). */
+static inline __mmask16 v_keep(uint32_t key, int64_t j, uint32_t threshold) {
+    const __m512i lanes = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)j),
+                                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m512i h = v_fmix32(_mm512_xor_si512(_mm512_set1_epi32((int)key),
+                                                _mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)0x9e3779b9u))));
+    return _mm512_cmp_epu32_mask(h, _mm512_set1_epi32((int)threshold), _MM_CMPINT_NLT);
+}
+
+INLINE void sm_fwd_row(const void *scores, const void *bias, const int is_bf16, void *p, void *out, float *z,
+                       int64_t o, int64_t bo, int64_t T, float scale, uint32_t key, uint32_t threshold,
+                       float dscale) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < T; j += 16) {
+        const __mmask16 k = tail_mask(T - j);
+        __m512 v = _mm512_mul_ps(v_load(scores, is_bf16, o + j, k), vscale);
+        if (bias) v = _mm512_add_ps(v, v_load(bias, is_bf16, bo + j, k));
+        _mm512_mask_storeu_ps(z + j, k, v);
+        vmax = _mm512_mask_max_ps(vmax, k, vmax, v);
+    }
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < T; j += 16) {
+        const __mmask16 k = tail_mask(T - j);
+        const __m512 e = _mm512_maskz_mov_ps(k, v_exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, z + j), mx)));
+        _mm512_mask_storeu_ps(z + j, k, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    const __m512 vd = _mm512_set1_ps(dscale);
+    for (int64_t j = 0; j < T; j += 16) {
+        const __mmask16 k = tail_mask(T - j);
+        const __m512 pv = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, z + j), inv);
+        v_store(p, is_bf16, o + j, pv, k);
+        if (threshold) v_store(out, is_bf16, o + j, _mm512_maskz_mul_ps(v_keep(key, j, threshold), pv, vd), k);
+        else v_store(out, is_bf16, o + j, pv, k);
+    }
+}
+
+INLINE void sm_bwd_row(const void *dout, const void *p, void *ds, const int is_bf16, float *dp, int64_t o,
+                       int64_t T, float scale, uint32_t key, uint32_t threshold, float dscale) {
+    const __m512 vd = _mm512_set1_ps(dscale);
+    __m512 vc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < T; j += 16) {
+        const __mmask16 k = tail_mask(T - j);
+        __m512 v = v_load(dout, is_bf16, o + j, k);
+        if (threshold) v = _mm512_maskz_mul_ps(v_keep(key, j, threshold), v, vd);
+        _mm512_mask_storeu_ps(dp + j, k, v);
+        vc = _mm512_fmadd_ps(v, v_load(p, is_bf16, o + j, k), vc);
+    }
+    const __m512 c = _mm512_set1_ps(_mm512_reduce_add_ps(vc));
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int64_t j = 0; j < T; j += 16) {
+        const __mmask16 k = tail_mask(T - j);
+        const __m512 pv = v_load(p, is_bf16, o + j, k);
+        const __m512 g = _mm512_mul_ps(_mm512_mul_ps(vscale, pv), _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dp + j), c));
+        v_store(ds, is_bf16, o + j, g, k);
+    }
+}
+#else
 INLINE void sm_fwd_row(const void *scores, const void *bias, const int is_bf16, void *p, void *out, float *z,
                        int64_t o, int64_t bo, int64_t T, float scale, uint32_t key, uint32_t threshold,
                        float dscale) {
@@ -228,6 +344,8 @@ INLINE void sm_fwd_row(const void *scores, const void *bias, const int is_bf16, 
     }
 }
 
+#endif
+
 /* Scores (groups, heads, q, T) in one dtype (float32 or bf16); bias (groups, 1, bias_q, T) in the same dtype
    or NULL, with bias_q 1 (one key mask per group) or q (one per query). Writes p = softmax(scale * s + bias)
    (saved for backward) and out = dropout(p), both in the scores' dtype. */
@@ -250,6 +368,7 @@ void softmax_dropout_fwd(const void *scores, const void *bias, int is_bf16, void
     }
 }
 
+#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)) || defined(EMBTUNE_GENERIC)
 INLINE void sm_bwd_row(const void *dout, const void *p, void *ds, const int is_bf16, float *dp, int64_t o,
                        int64_t T, float scale, uint32_t key, uint32_t threshold, float dscale) {
     float c = 0.0f;
@@ -263,6 +382,8 @@ INLINE void sm_bwd_row(const void *dout, const void *p, void *ds, const int is_b
 #pragma omp simd
     for (int64_t j = 0; j < T; j++) store(ds, is_bf16, o + j, scale * load(p, is_bf16, o + j) * (dp[j] - c));
 }
+
+#endif
 
 /* ds = scale * p * (dp - sum(dp * p)) with dp = dropout'(dout); all in the scores' dtype. */
 void softmax_dropout_bwd(const void *dout, const void *p, void *ds, int is_bf16, int64_t rows, int64_t T,
