@@ -194,3 +194,27 @@ def test_build_is_cached_per_source_and_written_atomically(monkeypatch, tmp_path
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left behind
     mtime = first.stat().st_mtime_ns
     assert fused._build(compiler) == first and first.stat().st_mtime_ns == mtime  # not rebuilt
+
+
+def test_sum_squares_and_scale_over_many_tensors(kernels):
+    torch.manual_seed(8)
+    grads = [torch.randn(n) * s for n, s in ((384, 1.0), (40_000, 0.01), (0, 1.0), (16_384, 3.0), (1, 0.5))]
+    grads.append(torch.randn(300, 70))
+    expected = sum(float(g.double().pow(2).sum()) for g in grads)
+    assert fused.can_clip(grads)
+    assert fused.sum_squares(grads) == pytest.approx(expected, rel=1e-6)
+    threads = torch.get_num_threads()
+    try:
+        results = set()
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.add(fused.sum_squares(grads))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(results) == 1  # partial sums are added in a fixed order
+    twins = [g.clone() for g in grads]
+    fused.scale(grads, 0.37)
+    for g, t in zip(grads, twins, strict=True):
+        assert torch.equal(g, t.mul_(0.37))
+    assert not fused.can_clip([torch.zeros(4, 4).t()])  # not contiguous
+    assert not fused.can_clip([torch.zeros(4, dtype=torch.bfloat16)])

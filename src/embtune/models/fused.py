@@ -57,7 +57,11 @@ _SIGNATURES = {
     "softmax_dropout_fwd": [_PTR, _PTR, _INT, _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _F32, _U64, _U32, _F32,
                             _INT],
     "softmax_dropout_bwd": [_PTR, _PTR, _PTR, _INT, _I64, _I64, _F32, _U64, _U32, _F32, _INT],
+    "grad_chunks": [_PTR, _I64],
+    "sum_squares": [_PTR, _PTR, _I64, _PTR, _PTR, _INT],
+    "scale_all": [_PTR, _PTR, _I64, _PTR, _F32, _INT],
 }
+_RESTYPES = {"grad_chunks": ctypes.c_int64, "sum_squares": ctypes.c_double}
 
 
 def _cache_dir() -> Path:
@@ -130,7 +134,7 @@ def load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     for name, argtypes in _SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
-        getattr(lib, name).restype = None
+        getattr(lib, name).restype = _RESTYPES.get(name)
     return lib
 
 
@@ -263,3 +267,32 @@ def softmax_dropout(scores: Tensor, bias: Tensor | None, scale: float, p: float,
     """``dropout(softmax(scale * scores + bias, -1), p)`` in one fused pass, in the scores' dtype; check
     ``can_fuse_softmax`` first. ``bias`` is an additive key mask without gradient."""
     return _SoftmaxDropout.apply(scores, bias, float(scale), float(p), bool(training))
+
+
+def can_clip(grads: list[Tensor]) -> bool:
+    """Whether ``sum_squares`` / ``scale`` cover these gradients: dense, contiguous float32 on CPU."""
+    return kernels() is not None and all(
+        g.device.type == "cpu" and g.dtype == torch.float32 and g.layout == torch.strided and g.is_contiguous()
+        for g in grads)
+
+
+def _tables(grads: list[Tensor]):
+    n = len(grads)
+    ptrs = (ctypes.c_void_p * n)(*[g.data_ptr() for g in grads])
+    lens = (ctypes.c_int64 * n)(*[g.numel() for g in grads])
+    chunks = kernels().grad_chunks(lens, n)
+    return ptrs, lens, n, (ctypes.c_int64 * (2 * chunks))(), chunks
+
+
+def sum_squares(grads: list[Tensor]) -> float:
+    """The sum of squares of all values of ``grads`` in one pass over all of them on torch's threads (float32
+    within chunks of 16,384 values, float64 across them, in a fixed order); check ``can_clip`` first.
+    Gradient clipping's ``get_total_norm`` runs one norm kernel per tensor (~100 dispatches per step)."""
+    ptrs, lens, n, where, chunks = _tables(grads)
+    return kernels().sum_squares(ptrs, lens, n, where, (ctypes.c_double * max(chunks, 1))(), _threads())
+
+
+def scale(grads: list[Tensor], coef: float) -> None:
+    """Multiply all ``grads`` by ``coef`` in place, in one pass; check ``can_clip`` first."""
+    ptrs, lens, n, where, _ = _tables(grads)
+    kernels().scale_all(ptrs, lens, n, where, coef, _threads())

@@ -401,3 +401,59 @@ void softmax_dropout_bwd(const void *dout, const void *p, void *ds, int is_bf16,
     }
 }
 
+
+/* Gradient clipping over many tensors in one call: the sum of squares of all n float32 tensors (ptrs[i] with
+   lens[i] values), and a scaling of all of them in place. Work is cut into chunks of CHUNK values spread
+   over threads; each chunk's partial sum is kept and the partials are added in chunk order, so the result
+   does not depend on the thread count or timing. */
+#define CHUNK 16384
+
+static int64_t chunk_count(const int64_t *lens, int64_t n) {
+    int64_t chunks = 0;
+    for (int64_t i = 0; i < n; i++) chunks += (lens[i] + CHUNK - 1) / CHUNK;
+    return chunks;
+}
+
+/* (tensor, offset) of every chunk, written to `where` (2 * chunks int64s). */
+static void chunk_table(const int64_t *lens, int64_t n, int64_t *where) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t off = 0; off < lens[i]; off += CHUNK) {
+            where[2 * c] = i;
+            where[2 * c + 1] = off;
+            c++;
+        }
+}
+
+/* `work` holds 3 * chunks int64/double slots (chunk_count(lens, n) is returned by grad_chunks). */
+int64_t grad_chunks(const int64_t *lens, int64_t n) { return chunk_count(lens, n); }
+
+double sum_squares(float *const *ptrs, const int64_t *lens, int64_t n, int64_t *where, double *partial,
+                   int threads) {
+    const int64_t chunks = chunk_count(lens, n);
+    chunk_table(lens, n, where);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        const float *x = ptrs[where[2 * c]] + where[2 * c + 1];
+        const int64_t len = lens[where[2 * c]] - where[2 * c + 1] < CHUNK ? lens[where[2 * c]] - where[2 * c + 1] : CHUNK;
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < len; j++) acc += x[j] * x[j];
+        partial[c] = (double)acc;
+    }
+    double total = 0.0;
+    for (int64_t c = 0; c < chunks; c++) total += partial[c];
+    return total;
+}
+
+void scale_all(float *const *ptrs, const int64_t *lens, int64_t n, int64_t *where, float coef, int threads) {
+    const int64_t chunks = chunk_count(lens, n);
+    chunk_table(lens, n, where);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        float *x = ptrs[where[2 * c]] + where[2 * c + 1];
+        const int64_t len = lens[where[2 * c]] - where[2 * c + 1] < CHUNK ? lens[where[2 * c]] - where[2 * c + 1] : CHUNK;
+#pragma omp simd
+        for (int64_t j = 0; j < len; j++) x[j] *= coef;
+    }
+}

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from ..models import fused
+
 logger = logging.getLogger(__name__)
 
 MIN_ROWS = 1000  # embeddings with fewer rows (positions, token types) are read almost entirely: keep them dense
@@ -62,14 +64,18 @@ def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
         else:
             dense.append(p.grad)
     norms = [torch.linalg.vector_norm(g._values(), 2.0) for g in sparse]
+    one_pass = bool(dense) and fused.can_clip(dense)  # one kernel over all gradients instead of one per tensor
     if dense:
-        norms.append(torch.nn.utils.get_total_norm(dense, 2.0))
+        norms.append(torch.tensor(math.sqrt(fused.sum_squares(dense))) if one_pass
+                     else torch.nn.utils.get_total_norm(dense, 2.0))
     if not norms:
         return torch.zeros(())
     total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]), 2.0)
     coef = max_norm / (float(total) + 1e-6)
     if coef < 1.0 and math.isfinite(max_norm):
-        if dense:
+        if one_pass:
+            fused.scale(dense, coef)
+        elif dense:
             torch._foreach_mul_(dense, coef)
         for g in sparse:
             g._values().mul_(coef)
