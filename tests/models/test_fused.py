@@ -218,3 +218,48 @@ def test_sum_squares_and_scale_over_many_tensors(kernels):
         assert torch.equal(g, t.mul_(0.37))
     assert not fused.can_clip([torch.zeros(4, 4).t()])  # not contiguous
     assert not fused.can_clip([torch.zeros(4, dtype=torch.bfloat16)])
+
+
+@pytest.mark.parametrize("lengths", [[7, 3, 12, 1, 40], [9, 9, 9], [40, 35, 50, 33], [36, 36]],
+                         ids=["packed+dense", "packed-full", "padded", "dense"])
+def test_split_and_merge_heads_equal_the_grid_gather_and_its_gradient(lengths, kernels):
+    from embtune.models.fast_encoder import _Layout
+
+    torch.manual_seed(10)
+    heads, d = 2, 4
+    mask = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).long()
+    layout = _Layout(mask)
+    for group in layout.groups:
+        n, t, tokens = group.rows, group.width, group.end - group.start
+        rows = torch.randn(tokens, 3 * heads * d, requires_grad=True)
+        grads = [torch.randn(n * heads, t, d) for _ in range(3)]
+        ours = fused.split_heads(rows, group.grid_index, group.real_index, n, t, heads)
+        grid = group.to_grid(rows).view(n, t, 3, heads, d).permute(2, 0, 3, 1, 4)
+        eager = [g.reshape(n * heads, t, d) for g in grid.unbind(0)]
+        for a, b in zip(ours, eager, strict=True):
+            assert torch.equal(a, b)
+        (d_ours,) = torch.autograd.grad(ours, [rows], grads)
+        if group.real_index is None:
+            (d_eager,) = torch.autograd.grad(eager, [rows], grads)
+        else:  # pad cells repeat a real token; only the real cells' gradient counts (as in _GatherRows)
+            real = torch.zeros(n * t, dtype=torch.bool)
+            real[group.real_index] = True
+            cut = [g.view(n, heads, t, d) * real.view(n, 1, t, 1) for g in grads]
+            (d_eager,) = torch.autograd.grad(eager, [rows], [c.reshape(n * heads, t, d) for c in cut])
+        assert torch.equal(d_ours, d_eager)
+
+        out = torch.randn(n * heads, t, d, requires_grad=True)
+        dy = torch.randn(tokens, heads * d)
+        merged = fused.merge_heads(out, group.grid_index, group.real_index, tokens, t, heads)
+        expected = group.from_grid(out.view(n, heads, t, d).transpose(1, 2).reshape(n * t, heads * d))
+        assert torch.equal(merged, expected)
+        (d_ours,) = torch.autograd.grad(merged, [out], dy)
+        (d_eager,) = torch.autograd.grad(expected, [out], dy)
+        assert torch.equal(d_ours, d_eager)  # pad cells: exactly zero
+
+
+def test_split_heads_bf16_keeps_the_dtype(kernels):
+    rows = torch.randn(6, 3 * 2 * 4).bfloat16()
+    q, k, v = fused.split_heads(rows, None, None, 2, 3, 2)
+    assert q.dtype == torch.bfloat16 and q.shape == (4, 3, 4)
+    assert torch.equal(v[1 * 2 + 1, 2], rows[5, 2 * 8 + 4:2 * 8 + 8])  # row 1, head 1, slot 2: token 5's v head 1

@@ -182,6 +182,18 @@ class EncoderLayer(nn.Module):
         h = ops._linear_pointwise(x, self.ffn_in.weight, self.ffn_in.bias, attr, [], algorithm)
         return self.ffn_norm(ops._linear_pointwise.binary(h, x, self.ffn_out.weight, self.ffn_out.bias, "add"))
 
+    def _fused_training_attention(self, rows: Tensor, group: _Group, p: float) -> Tensor:
+        """Attention with dropout for one group on ``fused.py``'s kernels: the group's q, k, v heads come out of
+        its (tokens, 3H) rows in one pass (no gather, no copies to make them contiguous), scale + key mask +
+        softmax + dropout is one pass, and the heads go back into token rows in one pass; backward likewise."""
+        n, t, heads = group.rows, group.width, self.num_heads
+        q, k, v = fused.split_heads(rows, group.grid_index, group.real_index, n, t, heads)
+        scores = torch.bmm(q, k.transpose(1, 2)).view(n, heads, t, t)
+        probs = fused.softmax_dropout(scores, group.key_bias(scores.dtype), 1.0 / math.sqrt(self.head_dim), p,
+                                      self.training)
+        out = torch.bmm(probs.view(n * heads, t, t).to(v.dtype), v)
+        return fused.merge_heads(out, group.grid_index, group.real_index, rows.shape[0], t, heads)
+
     @staticmethod
     def _group_rows(qkv: Tensor, layout: _Layout) -> list[Tensor]:
         """Each group's rows of the (N, 3H) matrix. One ``split`` (its backward is one concatenation) instead of a
@@ -212,15 +224,13 @@ class EncoderLayer(nn.Module):
         outs = []
         for group, rows in zip(layout.groups, self._group_rows(qkv, layout), strict=True):
             n, t = group.rows, group.width
+            if bias is None and p > 0.0 and fused.can_split_heads(rows, group.grid_index, group.real_index):
+                outs.append(self._fused_training_attention(rows, group, p))
+                continue
             grid = group.to_grid(rows).view(n, t, 3, self.num_heads, self.head_dim)
             q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, t, d)
             if bias is None and p == 0.0:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=group.key_mask)
-            elif bias is None and fused.can_fuse_softmax(q, None):  # scale, key mask, softmax, dropout: one pass
-                scores = torch.matmul(q, k.transpose(-1, -2))
-                probs = fused.softmax_dropout(scores, group.key_bias(scores.dtype), 1.0 / math.sqrt(self.head_dim),
-                                              p, self.training)
-                out = torch.matmul(probs.to(v.dtype), v)
             else:  # MPNet's relative position bias gets its gradient through the explicit sum
                 scores = torch.matmul(q * (1.0 / math.sqrt(self.head_dim)), k.transpose(-1, -2))
                 add = group.key_bias(scores.dtype)

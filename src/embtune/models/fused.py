@@ -57,6 +57,10 @@ _SIGNATURES = {
     "softmax_dropout_fwd": [_PTR, _PTR, _INT, _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _F32, _U64, _U32, _F32,
                             _INT],
     "softmax_dropout_bwd": [_PTR, _PTR, _PTR, _INT, _I64, _I64, _F32, _U64, _U32, _F32, _INT],
+    "split_heads": [_PTR, _I64, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
+    "split_heads_bwd": [_PTR, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
+    "merge_heads": [_PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
+    "merge_heads_bwd": [_PTR, _I64, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
     "grad_chunks": [_PTR, _I64],
     "sum_squares": [_PTR, _PTR, _I64, _PTR, _PTR, _INT],
     "scale_all": [_PTR, _PTR, _I64, _PTR, _F32, _INT],
@@ -218,19 +222,6 @@ def residual_norm(h: Tensor, x: Tensor, norm: torch.nn.LayerNorm, p: float, trai
     return _ResidualNorm.apply(h, x, norm.weight, norm.bias, bias, float(norm.eps), float(p), bool(training))
 
 
-def can_fuse_softmax(scores: Tensor, bias: Tensor | None) -> bool:
-    """Whether ``softmax_dropout`` covers these scores (4-d, CPU, float32/bf16) and this additive key mask."""
-    if kernels() is None or scores.device.type != "cpu" or scores.dim() != 4:
-        return False
-    if scores.dtype not in (torch.float32, torch.bfloat16):
-        return False
-    if bias is None:
-        return True
-    groups, _, q, t = scores.shape
-    return (bias.dtype == scores.dtype and bias.dim() == 4 and bias.shape[0] == groups and bias.shape[1] == 1
-            and bias.shape[2] in (1, q) and bias.shape[3] == t)
-
-
 class _SoftmaxDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: Tensor, bias: Tensor | None, scale: float, p: float, training: bool):
@@ -264,9 +255,88 @@ class _SoftmaxDropout(torch.autograd.Function):
 
 
 def softmax_dropout(scores: Tensor, bias: Tensor | None, scale: float, p: float, training: bool) -> Tensor:
-    """``dropout(softmax(scale * scores + bias, -1), p)`` in one fused pass, in the scores' dtype; check
-    ``can_fuse_softmax`` first. ``bias`` is an additive key mask without gradient."""
+    """``dropout(softmax(scale * scores + bias, -1), p)`` in one fused pass, in the scores' dtype: (groups,
+    heads, q, T) float32 or bf16 scores on CPU; ``bias`` an additive key mask without gradient, (groups, 1, 1 or
+    q, T) in the scores' dtype, or None."""
     return _SoftmaxDropout.apply(scores, bias, float(scale), float(p), bool(training))
+
+
+def can_split_heads(x: Tensor, *indexes: Tensor | None) -> bool:
+    """Whether ``split_heads`` / ``merge_heads`` cover this (tokens, C) matrix and these cell/token maps."""
+    return (kernels() is not None and x.device.type == "cpu" and x.dim() == 2
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and all(i is None or (i.dtype == torch.int64 and i.device.type == "cpu" and i.is_contiguous())
+                    for i in indexes))
+
+
+class _SplitHeads(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, grid_index: Tensor | None, real_index: Tensor | None, rows: int, width: int,
+                heads: int):
+        lib = kernels()
+        x = x.contiguous()
+        d = x.shape[1] // (3 * heads)
+        q, k, v = (x.new_empty(rows * heads, width, d) for _ in range(3))
+        lib.split_heads(x.data_ptr(), x.element_size(), _ptr(grid_index), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                        rows * width, width, heads, d, _threads())
+        ctx.save_for_backward(real_index)
+        ctx.layout = (x.shape[0], width, heads, d)
+        return q, k, v
+
+    @staticmethod
+    def backward(ctx, dq: Tensor, dk: Tensor, dv: Tensor):
+        lib = kernels()
+        (real_index,) = ctx.saved_tensors
+        tokens, width, heads, d = ctx.layout
+        like = next(g for g in (dq, dk, dv) if g is not None)
+        dq, dk, dv = (torch.zeros_like(like) if g is None else g.to(like.dtype).contiguous() for g in (dq, dk, dv))
+        dx = like.new_empty(tokens, 3 * heads * d)
+        lib.split_heads_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dx.element_size(), _ptr(real_index),
+                            dx.data_ptr(), tokens, width, heads, d, _threads())
+        return dx, None, None, None, None, None
+
+
+def split_heads(x: Tensor, grid_index: Tensor | None, real_index: Tensor | None, rows: int, width: int,
+                heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(tokens, 3H) fused query/key/value rows -> q, k, v, each (rows * heads, width, d) and contiguous, for a
+    group of ``rows`` x ``width`` grid cells (cell c holds token ``grid_index[c]``, pad cells repeat a real
+    token; token i sits in cell ``real_index[i]``; None: the identity). One pass forward, one back (pad cells
+    get no gradient, as with ``_GatherRows``). Check ``can_split_heads`` first."""
+    return _SplitHeads.apply(x, grid_index, real_index, int(rows), int(width), int(heads))
+
+
+class _MergeHeads(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out: Tensor, grid_index: Tensor | None, real_index: Tensor | None, tokens: int, width: int,
+                heads: int):
+        lib = kernels()
+        out = out.contiguous()
+        d = out.shape[2]
+        y = out.new_empty(tokens, heads * d)
+        lib.merge_heads(out.data_ptr(), out.element_size(), _ptr(real_index), y.data_ptr(), tokens, width, heads, d,
+                        _threads())
+        ctx.save_for_backward(grid_index, real_index)
+        ctx.layout = (out.shape, width, heads, d, out.dtype)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        lib = kernels()
+        grid_index, real_index = ctx.saved_tensors
+        shape, width, heads, d, dtype = ctx.layout
+        dy = dy.to(dtype).contiguous()
+        dout = dy.new_empty(shape)
+        cells = shape[0] // heads * width
+        lib.merge_heads_bwd(dy.data_ptr(), dy.element_size(), _ptr(grid_index), _ptr(real_index), dout.data_ptr(),
+                            cells, width, heads, d, _threads())
+        return dout, None, None, None, None, None
+
+
+def merge_heads(out: Tensor, grid_index: Tensor | None, real_index: Tensor | None, tokens: int, width: int,
+                heads: int) -> Tensor:
+    """Attention output (rows * heads, width, d) -> (tokens, heads * d), each token from its real cell (the
+    inverse of ``split_heads``); in backward pad cells get zero gradient. Check ``can_split_heads`` first."""
+    return _MergeHeads.apply(out, grid_index, real_index, int(tokens), int(width), int(heads))
 
 
 def can_clip(grads: list[Tensor]) -> bool:

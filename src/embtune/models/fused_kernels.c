@@ -457,3 +457,70 @@ void scale_all(float *const *ptrs, const int64_t *lens, int64_t n, int64_t *wher
         for (int64_t j = 0; j < len; j++) x[j] *= coef;
     }
 }
+
+/* Attention's layout changes, each one pass of d-value copies (instead of a gather, then a copy per q, k, v to
+   make them contiguous, and the reverse in backward). A group's T-slot grid has `cells` = rows * T cells;
+   cell c holds token grid_index[c] of the group (pad cells repeat a real token; NULL: cell c is token c),
+   and token i sits in cell real_index[i] (NULL: cell i). H = heads * d; elem = 2 (bf16) or 4 (float32). */
+
+/* x (tokens, 3H) -> q, k, v (rows * heads, T, d) */
+void split_heads(const char *x, int64_t elem, const int64_t *grid_index, char *q, char *k, char *v, int64_t cells,
+                 int64_t T, int64_t heads, int64_t d, int threads) {
+    const int64_t H = heads * d, run = d * elem;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < cells; c++) {
+        const int64_t token = grid_index ? grid_index[c] : c, r = c / T, pos = c % T;
+        const char *src = x + token * 3 * H * elem;
+        for (int64_t h = 0; h < heads; h++) {
+            const int64_t dst = ((r * heads + h) * T + pos) * run;
+            memcpy(q + dst, src + h * run, (size_t)run);
+            memcpy(k + dst, src + (H + h * d) * elem, (size_t)run);
+            memcpy(v + dst, src + (2 * H + h * d) * elem, (size_t)run);
+        }
+    }
+}
+
+/* gradient of split_heads: each token's (3H) row from its real cell (pad cells feed nothing) */
+void split_heads_bwd(const char *dq, const char *dk, const char *dv, int64_t elem, const int64_t *real_index,
+                     char *dx, int64_t tokens, int64_t T, int64_t heads, int64_t d, int threads) {
+    const int64_t H = heads * d, run = d * elem;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < tokens; i++) {
+        const int64_t c = real_index ? real_index[i] : i, r = c / T, pos = c % T;
+        char *dst = dx + i * 3 * H * elem;
+        for (int64_t h = 0; h < heads; h++) {
+            const int64_t src = ((r * heads + h) * T + pos) * run;
+            memcpy(dst + h * run, dq + src, (size_t)run);
+            memcpy(dst + (H + h * d) * elem, dk + src, (size_t)run);
+            memcpy(dst + (2 * H + h * d) * elem, dv + src, (size_t)run);
+        }
+    }
+}
+
+/* out (rows * heads, T, d) -> y (tokens, H): each token's heads from its real cell */
+void merge_heads(const char *out, int64_t elem, const int64_t *real_index, char *y, int64_t tokens, int64_t T,
+                 int64_t heads, int64_t d, int threads) {
+    const int64_t run = d * elem;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < tokens; i++) {
+        const int64_t c = real_index ? real_index[i] : i, r = c / T, pos = c % T;
+        for (int64_t h = 0; h < heads; h++)
+            memcpy(y + (i * heads + h) * run, out + ((r * heads + h) * T + pos) * run, (size_t)run);
+    }
+}
+
+/* gradient of merge_heads: dy (tokens, H) -> dout (rows * heads, T, d), zeros in pad cells */
+void merge_heads_bwd(const char *dy, int64_t elem, const int64_t *grid_index, const int64_t *real_index, char *dout,
+                     int64_t cells, int64_t T, int64_t heads, int64_t d, int threads) {
+    const int64_t run = d * elem;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < cells; c++) {
+        const int64_t token = grid_index ? grid_index[c] : c, r = c / T, pos = c % T;
+        const int real = !real_index || real_index[token] == c;
+        for (int64_t h = 0; h < heads; h++) {
+            char *dst = dout + ((r * heads + h) * T + pos) * run;
+            if (real) memcpy(dst, dy + (token * heads + h) * run, (size_t)run);
+            else memset(dst, 0, (size_t)run);
+        }
+    }
+}
