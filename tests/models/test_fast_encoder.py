@@ -75,12 +75,18 @@ LENGTHS = [[7, 3, 12, 1, 40], [16, 16, 16], [7, 3, 12, 1, 9, 14]]
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("lengths", LENGTHS, ids=["padded", "no-padding", "short"])
 @pytest.mark.parametrize("mode", ["eval", "train", "train-explicit", "grouped", "packed", "packed-train"])
-def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, monkeypatch):
+@pytest.mark.parametrize("kernels", ["fused", "eager"])
+def test_fp32_outputs_and_gradients_match_hugging_face(arch, lengths, mode, kernels, monkeypatch):
     """``train-explicit``: a dropout too small to drop anything sends training attention down the explicit
     scores/softmax/mask path; ``grouped``: no packing and free extra groups, so attention runs in up to 3
-    length groups; ``packed``: narrow packed rows, so short sequences share rows (several per row)."""
+    length groups; ``packed``: narrow packed rows, so short sequences share rows (several per row). Each with
+    the fused training kernels and with their eager fallback."""
     import embtune.models.fast_encoder as fe
+    from embtune.models import fused
 
+    if kernels == "eager":  # as without a C compiler (``fused.py``): the same math as torch ops
+        monkeypatch.setattr(fused, "_lib", None)
+        monkeypatch.setattr(fused, "_tried", True)
     mask = _batch(lengths, 0)["attention_mask"]
     if mode == "grouped":
         monkeypatch.setattr(fe, "GROUP_OVERHEAD", 0)
