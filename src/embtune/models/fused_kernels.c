@@ -463,6 +463,16 @@ void scale_all(float *const *ptrs, const int64_t *lens, int64_t n, int64_t *wher
    cell c holds token grid_index[c] of the group (pad cells repeat a real token; NULL: cell c is token c),
    and token i sits in cell real_index[i] (NULL: cell i). H = heads * d; elem = 2 (bf16) or 4 (float32). */
 
+/* A head's d values: 64-byte blocks the compiler inlines (d = 32 bf16 or 16 float32 and their multiples: every
+   BERT-family head size), else memcpy (a call per run: split_heads of 960 tokens took 0.097 instead of 0.088 ms). */
+static inline void copy_run(char *dst, const char *src, int64_t run) {
+    if ((run & 63) == 0) {
+        for (int64_t b = 0; b < run; b += 64) __builtin_memcpy(dst + b, src + b, 64);
+    } else {
+        memcpy(dst, src, (size_t)run);
+    }
+}
+
 /* x (tokens, 3H) -> q, k, v (rows * heads, T, d) */
 void split_heads(const char *x, int64_t elem, const int64_t *grid_index, char *q, char *k, char *v, int64_t cells,
                  int64_t T, int64_t heads, int64_t d, int threads) {
@@ -473,9 +483,9 @@ void split_heads(const char *x, int64_t elem, const int64_t *grid_index, char *q
         const char *src = x + token * 3 * H * elem;
         for (int64_t h = 0; h < heads; h++) {
             const int64_t dst = ((r * heads + h) * T + pos) * run;
-            memcpy(q + dst, src + h * run, (size_t)run);
-            memcpy(k + dst, src + (H + h * d) * elem, (size_t)run);
-            memcpy(v + dst, src + (2 * H + h * d) * elem, (size_t)run);
+            copy_run(q + dst, src + h * run, run);
+            copy_run(k + dst, src + (H + h * d) * elem, run);
+            copy_run(v + dst, src + (2 * H + h * d) * elem, run);
         }
     }
 }
@@ -490,9 +500,9 @@ void split_heads_bwd(const char *dq, const char *dk, const char *dv, int64_t ele
         char *dst = dx + i * 3 * H * elem;
         for (int64_t h = 0; h < heads; h++) {
             const int64_t src = ((r * heads + h) * T + pos) * run;
-            memcpy(dst + h * run, dq + src, (size_t)run);
-            memcpy(dst + (H + h * d) * elem, dk + src, (size_t)run);
-            memcpy(dst + (2 * H + h * d) * elem, dv + src, (size_t)run);
+            copy_run(dst + h * run, dq + src, run);
+            copy_run(dst + (H + h * d) * elem, dk + src, run);
+            copy_run(dst + (2 * H + h * d) * elem, dv + src, run);
         }
     }
 }
@@ -505,7 +515,7 @@ void merge_heads(const char *out, int64_t elem, const int64_t *real_index, char 
     for (int64_t i = 0; i < tokens; i++) {
         const int64_t c = real_index ? real_index[i] : i, r = c / T, pos = c % T;
         for (int64_t h = 0; h < heads; h++)
-            memcpy(y + (i * heads + h) * run, out + ((r * heads + h) * T + pos) * run, (size_t)run);
+            copy_run(y + (i * heads + h) * run, out + ((r * heads + h) * T + pos) * run, run);
     }
 }
 
@@ -519,7 +529,7 @@ void merge_heads_bwd(const char *dy, int64_t elem, const int64_t *grid_index, co
         const int real = !real_index || real_index[token] == c;
         for (int64_t h = 0; h < heads; h++) {
             char *dst = dout + ((r * heads + h) * T + pos) * run;
-            if (real) memcpy(dst, dy + (token * heads + h) * run, (size_t)run);
+            if (real) copy_run(dst, dy + (token * heads + h) * run, run);
             else memset(dst, 0, (size_t)run);
         }
     }
