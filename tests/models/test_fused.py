@@ -263,3 +263,15 @@ def test_split_heads_bf16_keeps_the_dtype(kernels):
     q, k, v = fused.split_heads(rows, None, None, 2, 3, 2)
     assert q.dtype == torch.bfloat16 and q.shape == (4, 3, 4)
     assert torch.equal(v[1 * 2 + 1, 2], rows[5, 2 * 8 + 4:2 * 8 + 8])  # row 1, head 1, slot 2: token 5's v head 1
+
+
+def test_an_unwritable_cache_turns_the_kernels_off_with_one_message(monkeypatch, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("EMBTUNE_CACHE", str(cache))
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_tried", False)
+    with caplog.at_level(logging.INFO, logger="embtune.models.fused"):
+        assert fused.kernels() is None
+        assert fused.kernels() is None  # decided once
+    assert caplog.text.count("fused training kernels unavailable") == 1
