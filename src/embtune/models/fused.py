@@ -1,26 +1,32 @@
-"""Fused CPU kernels for training: bias + dropout + residual + layer norm, and softmax + dropout, one pass each.
+"""Fused CPU kernels for training: each a single C pass where eager torch runs several operations.
 
 A training step of a small encoder on short texts is dominated by element-wise work, not matmuls: per layer,
-eager torch runs ``LayerNorm(dropout(h) + x)`` as ~10 operations (mask, casts, multiplies, add, norm), each a
-dispatch, an allocation and a pass over memory, and the backward as many again; attention's softmax and
-dropout the same. ``fused_kernels.c`` does each in one pass over rows (float32 accumulation, bf16 or float32
-in and out), and these autograd Functions call it.
+eager torch runs ``LayerNorm(dropout(h + b) + x)`` as ~10 operations (bias copy, mask, casts, multiplies,
+add, norm), each a dispatch, an allocation and a pass over memory, and the backward as many again; attention
+gathers its grid, copies q, k and v to make them contiguous, and runs softmax and dropout separately; gradient
+clipping runs a norm and a multiply per parameter tensor. ``fused_kernels.c`` does each of these in one pass
+(float32 accumulation, bf16 or float32 in and out), and the autograd Functions here call it:
+``residual_norm`` (bias + dropout + residual + layer norm), ``softmax_dropout`` (scale + key mask + softmax +
+dropout), ``split_heads`` / ``merge_heads`` (the fused qkv rows to contiguous heads and back), and
+``sum_squares`` / ``scale`` (clipping). In one bf16 training step of the bundled model on SNLI pairs they take
+23 % off the time of the same math as torch ops.
 
-The C file is compiled on first use with the system's C compiler (``cc``/``gcc``, ``-O3 -march=native
--fopenmp``, ~1 s) into ``$EMBTUNE_CACHE`` (default ``~/.cache/embtune``)/kernels, keyed by the source's hash
-and the compiler; it runs on the OpenMP runtime torch already loaded, with torch's thread count. Without a
-compiler, with ``EMBTUNE_FUSED_KERNELS=0``, off CPU, or for inputs the kernels do not cover, the fast encoder
-runs the same math as eager torch ops.
+The C file is compiled on first use with the system's C compiler (``$CC``, ``cc`` or ``gcc``; ``-O3
+-march=native -fopenmp``, ~1 s) into ``$EMBTUNE_CACHE`` (default ``~/.cache/embtune``)/kernels, keyed by the
+source, the compiler, the flags and the CPU; it runs on the OpenMP runtime torch already loaded, with torch's
+thread count. Without a compiler, with ``EMBTUNE_FUSED_KERNELS=0``, when the cache cannot be written, off CPU,
+or for inputs the kernels do not cover, the fast encoder runs the same math as torch ops (logged once).
 
 What differs from the eager path:
 
 - Dropout: the same drop probability (``round(p * 65536) / 65536``, see ``dropout.py``) and scale, but the
-  mask of element i is a hash of (seed, i) with the seed drawn from torch's default generator, so it is
-  recomputed in backward instead of stored. ``torch.manual_seed``, saved RNG states and gradient
-  checkpointing reproduce it; the masks differ from the eager path's.
-- Rounding: dropout's scale and the residual add happen in float32 before the norm (eager rounds the
-  dropped-out bf16 values first), and the softmax scale ``1/sqrt(d)`` is applied to the float32 scores
-  instead of to bf16 queries. In float32 the outputs match eager torch within 1e-6 and gradients within 1e-5.
+  mask of element (row, column) is a hash of (seed, row, column) with the seed drawn from torch's default
+  generator, so it is recomputed in backward instead of stored. ``torch.manual_seed``, saved RNG states and
+  gradient checkpointing reproduce it; the masks differ from the eager path's.
+- Rounding: the bias add, dropout's scale and the residual add happen in float32 before the norm (eager
+  rounds the biased, dropped-out bf16 values first), and the softmax scale ``1/sqrt(d)`` is applied to the
+  float32 scores instead of to bf16 queries. In float32 the outputs match eager torch within 1e-6 and
+  gradients within 1e-5.
 """
 
 from __future__ import annotations

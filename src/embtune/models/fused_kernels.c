@@ -1,16 +1,19 @@
 /* Fused CPU kernels for the fast encoder's training step (see fused.py, which compiles and calls them).
 
-   Each function does in one pass over rows what eager torch does in 6-12 separate passes (each with its own
+   Each function does in one pass what eager torch does in several separate passes (each with its own
    dispatch, allocation and memory traffic):
 
-   - residual_ln_fwd / residual_ln_bwd: y = LayerNorm(dropout(h) + x), and its gradients for h, x, gamma, beta;
+   - residual_ln_fwd / residual_ln_bwd: y = LayerNorm(dropout(h + hb) + x), and its gradients for h, hb (the
+     bias of the matmul that made h), x, gamma and beta;
    - softmax_dropout_fwd / softmax_dropout_bwd: out = dropout(softmax(scale * s + bias)) over the last axis of
-     attention scores, and the gradient for s.
+     attention scores, and the gradient for s;
+   - split_heads / merge_heads (and their gradients): the fused qkv token rows to contiguous (rows * heads, T,
+     d) heads of a group's grid, and the attention output back to token rows;
+   - sum_squares / scale_all: gradient clipping's norm and scaling over all parameter tensors at once.
 
    Dropout masks are not stored: element (row, column) is kept when a hash of (seed, row, column) is at least
    levels << 16 (the drop probability is levels / 65536), so forward and backward draw the same mask from the
-   seed.
-   Accumulation is float32; bf16 values are rounded to nearest even. Rows are split over OpenMP threads (the
+   seed. Accumulation is float32; bf16 values are rounded to nearest even. Rows are split over OpenMP threads (the
    runtime torch itself loaded). */
 
 #include <math.h>
@@ -425,7 +428,7 @@ static void chunk_table(const int64_t *lens, int64_t n, int64_t *where) {
         }
 }
 
-/* `work` holds 3 * chunks int64/double slots (chunk_count(lens, n) is returned by grad_chunks). */
+/* The number of chunks: sum_squares and scale_all take `where` with 2 int64s and `partial` with 1 double each. */
 int64_t grad_chunks(const int64_t *lens, int64_t n) { return chunk_count(lens, n); }
 
 double sum_squares(float *const *ptrs, const int64_t *lens, int64_t n, int64_t *where, double *partial,
