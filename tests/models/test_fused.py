@@ -222,7 +222,8 @@ def test_sum_squares_and_scale_over_many_tensors(kernels):
 
 @pytest.mark.parametrize("lengths", [[7, 3, 12, 1, 40], [9, 9, 9], [40, 35, 50, 33], [36, 36]],
                          ids=["packed+dense", "packed-full", "padded", "dense"])
-def test_split_and_merge_heads_equal_the_grid_gather_and_its_gradient(lengths, kernels):
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_split_and_merge_heads_equal_the_grid_gather_and_its_gradient(lengths, with_bias, kernels):
     from embtune.models.fast_encoder import _Layout
 
     torch.manual_seed(10)
@@ -232,30 +233,33 @@ def test_split_and_merge_heads_equal_the_grid_gather_and_its_gradient(lengths, k
     for group in layout.groups:
         n, t, tokens = group.rows, group.width, group.end - group.start
         rows = torch.randn(tokens, 3 * heads * d, requires_grad=True)
+        qkv_bias = torch.randn(3 * heads * d, requires_grad=True) if with_bias else None
+        inputs = [rows] if qkv_bias is None else [rows, qkv_bias]
         grads = [torch.randn(n * heads, t, d) for _ in range(3)]
-        ours = fused.split_heads(rows, group.grid_index, group.real_index, n, t, heads)
-        grid = group.to_grid(rows).view(n, t, 3, heads, d).permute(2, 0, 3, 1, 4)
+        ours = fused.split_heads(rows, group.grid_index, group.real_index, n, t, heads, bias=qkv_bias)
+        biased = rows if qkv_bias is None else rows + qkv_bias
+        grid = group.to_grid(biased).view(n, t, 3, heads, d).permute(2, 0, 3, 1, 4)
         eager = [g.reshape(n * heads, t, d) for g in grid.unbind(0)]
         for a, b in zip(ours, eager, strict=True):
             assert torch.equal(a, b)
-        (d_ours,) = torch.autograd.grad(ours, [rows], grads)
-        if group.real_index is None:
-            (d_eager,) = torch.autograd.grad(eager, [rows], grads)
-        else:  # pad cells repeat a real token; only the real cells' gradient counts (as in _GatherRows)
+        d_ours = torch.autograd.grad(ours, inputs, grads)
+        if group.real_index is not None:  # pad cells repeat a real token; only the real cells' gradient counts
             real = torch.zeros(n * t, dtype=torch.bool)
             real[group.real_index] = True
-            cut = [g.view(n, heads, t, d) * real.view(n, 1, t, 1) for g in grads]
-            (d_eager,) = torch.autograd.grad(eager, [rows], [c.reshape(n * heads, t, d) for c in cut])
-        assert torch.equal(d_ours, d_eager)
+            grads = [(g.view(n, heads, t, d) * real.view(n, 1, t, 1)).reshape(n * heads, t, d) for g in grads]
+        d_eager = torch.autograd.grad(eager, inputs, grads)
+        assert torch.equal(d_ours[0], d_eager[0])
+        if qkv_bias is not None:  # summed in another order
+            torch.testing.assert_close(d_ours[1], d_eager[1], rtol=1e-5, atol=1e-5)
 
         out = torch.randn(n * heads, t, d, requires_grad=True)
         dy = torch.randn(tokens, heads * d)
         merged = fused.merge_heads(out, group.grid_index, group.real_index, tokens, t, heads)
         expected = group.from_grid(out.view(n, heads, t, d).transpose(1, 2).reshape(n * t, heads * d))
         assert torch.equal(merged, expected)
-        (d_ours,) = torch.autograd.grad(merged, [out], dy)
-        (d_eager,) = torch.autograd.grad(expected, [out], dy)
-        assert torch.equal(d_ours, d_eager)  # pad cells: exactly zero
+        (d_merged,) = torch.autograd.grad(merged, [out], dy)
+        (d_expected,) = torch.autograd.grad(expected, [out], dy)
+        assert torch.equal(d_merged, d_expected)  # pad cells: exactly zero
 
 
 def test_split_heads_bf16_keeps_the_dtype(kernels):

@@ -138,11 +138,22 @@ class EncoderLayer(nn.Module):
         if self._fused(x):
             qkv = torch.ops.mkldnn._linear_pointwise(x, self.qkv.weight, self.qkv.bias, "none", [], "")
             return self._fused_rest(self._attention(qkv, layout, bias), x)
-        context = self._attention(self.qkv(x), layout, bias)
+        if self._folds_qkv_bias(x, bias):  # the fused attention adds the bias while it splits the heads
+            context = self._attention(F.linear(x, self.qkv.weight), layout, bias, qkv_bias=self.qkv.bias)
+        else:
+            context = self._attention(self.qkv(x), layout, bias)
         if torch.is_grad_enabled() and self._trains_fused(x):
             return self._fused_training_rest(context, x)
         x = self.attn_norm(self.attn_dropout(self.attn_out(context)) + x)
         return self.ffn_norm(self.ffn_dropout(self.ffn_out(self.act(self.ffn_in(x)))) + x)
+
+    def _folds_qkv_bias(self, x: Tensor, bias: Tensor | None) -> bool:
+        """Whether training attention runs on ``fused.py``'s kernels for every group (dropout, no position bias)
+        with a plain Linear qkv whose float32 bias ``split_heads`` can add (its matmul then runs without one:
+        addmm copies the bias into every output row first, and its backward sums the bias gradient again)."""
+        return (self.training and self.attention_dropout > 0.0 and bias is None and torch.is_grad_enabled()
+                and type(self.qkv) is nn.Linear and fused.can_split_heads(x)
+                and fused.is_float_vector(self.qkv.bias, self.qkv.out_features))
 
     def _trains_fused(self, x: Tensor) -> bool:
         """Whether the rest of a training forward can run on ``fused.py``'s kernels: plain Linear layers with
@@ -182,12 +193,12 @@ class EncoderLayer(nn.Module):
         h = ops._linear_pointwise(x, self.ffn_in.weight, self.ffn_in.bias, attr, [], algorithm)
         return self.ffn_norm(ops._linear_pointwise.binary(h, x, self.ffn_out.weight, self.ffn_out.bias, "add"))
 
-    def _fused_training_attention(self, rows: Tensor, group: _Group, p: float) -> Tensor:
+    def _fused_training_attention(self, rows: Tensor, group: _Group, p: float, qkv_bias: Tensor | None) -> Tensor:
         """Attention with dropout for one group on ``fused.py``'s kernels: the group's q, k, v heads come out of
         its (tokens, 3H) rows in one pass (no gather, no copies to make them contiguous), scale + key mask +
         softmax + dropout is one pass, and the heads go back into token rows in one pass; backward likewise."""
         n, t, heads = group.rows, group.width, self.num_heads
-        q, k, v = fused.split_heads(rows, group.grid_index, group.real_index, n, t, heads)
+        q, k, v = fused.split_heads(rows, group.grid_index, group.real_index, n, t, heads, bias=qkv_bias)
         scores = torch.bmm(q, k.transpose(1, 2)).view(n, heads, t, t)
         probs = fused.softmax_dropout(scores, group.key_bias(scores.dtype), 1.0 / math.sqrt(self.head_dim), p,
                                       self.training)
@@ -208,8 +219,9 @@ class EncoderLayer(nn.Module):
             return [qkv[g.start:g.end] for g in groups]
         return list(qkv.split(sizes + [rest] if rest else sizes))[:len(groups)]
 
-    def _attention(self, qkv: Tensor, layout: _Layout, bias: Tensor | None) -> Tensor:
-        """(N, 3H) -> (N, H): scaled dot-product attention inside each sequence, padded keys masked.
+    def _attention(self, qkv: Tensor, layout: _Layout, bias: Tensor | None, qkv_bias: Tensor | None = None) -> Tensor:
+        """(N, 3H) -> (N, H): scaled dot-product attention inside each sequence, padded keys masked. ``qkv_bias``:
+        the qkv projection's bias when ``qkv`` was computed without it (``_folds_qkv_bias``).
 
         The layout cuts the batch into groups of sequences of similar length, so the (T x T) score matrices
         of short texts are not padded to the longest text of the batch. Without dropout or a position bias,
@@ -225,8 +237,10 @@ class EncoderLayer(nn.Module):
         for group, rows in zip(layout.groups, self._group_rows(qkv, layout), strict=True):
             n, t = group.rows, group.width
             if bias is None and p > 0.0 and fused.can_split_heads(rows, group.grid_index, group.real_index):
-                outs.append(self._fused_training_attention(rows, group, p))
+                outs.append(self._fused_training_attention(rows, group, p, qkv_bias))
                 continue
+            if qkv_bias is not None:
+                rows = rows + qkv_bias
             grid = group.to_grid(rows).view(n, t, 3, self.num_heads, self.head_dim)
             q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, t, d)
             if bias is None and p == 0.0:

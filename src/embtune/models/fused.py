@@ -63,8 +63,8 @@ _SIGNATURES = {
     "softmax_dropout_fwd": [_PTR, _PTR, _INT, _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _F32, _U64, _U32, _F32,
                             _INT],
     "softmax_dropout_bwd": [_PTR, _PTR, _PTR, _INT, _I64, _I64, _F32, _U64, _U32, _F32, _INT],
-    "split_heads": [_PTR, _I64, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
-    "split_heads_bwd": [_PTR, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
+    "split_heads": [_PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
+    "split_heads_bwd": [_PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
     "merge_heads": [_PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
     "merge_heads_bwd": [_PTR, _I64, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _INT],
     "grad_chunks": [_PTR, _I64],
@@ -275,16 +275,22 @@ def can_split_heads(x: Tensor, *indexes: Tensor | None) -> bool:
                     for i in indexes))
 
 
+def is_float_vector(t: Tensor | None, width: int) -> bool:
+    """A (width,) float32 CPU tensor: a bias the kernels can add."""
+    return _affine(t, width)
+
+
 class _SplitHeads(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, grid_index: Tensor | None, real_index: Tensor | None, rows: int, width: int,
-                heads: int):
+    def forward(ctx, x: Tensor, bias: Tensor | None, grid_index: Tensor | None, real_index: Tensor | None,
+                rows: int, width: int, heads: int):
         lib = kernels()
         x = x.contiguous()
+        bias = None if bias is None else bias.contiguous()
         d = x.shape[1] // (3 * heads)
         q, k, v = (x.new_empty(rows * heads, width, d) for _ in range(3))
-        lib.split_heads(x.data_ptr(), x.element_size(), _ptr(grid_index), q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                        rows * width, width, heads, d, _threads())
+        lib.split_heads(x.data_ptr(), x.element_size(), _ptr(bias), _ptr(grid_index), q.data_ptr(), k.data_ptr(),
+                        v.data_ptr(), rows * width, width, heads, d, _threads())
         ctx.save_for_backward(real_index)
         ctx.layout = (x.shape[0], width, heads, d)
         return q, k, v
@@ -297,18 +303,22 @@ class _SplitHeads(torch.autograd.Function):
         like = next(g for g in (dq, dk, dv) if g is not None)
         dq, dk, dv = (torch.zeros_like(like) if g is None else g.to(like.dtype).contiguous() for g in (dq, dk, dv))
         dx = like.new_empty(tokens, 3 * heads * d)
+        threads = _threads()
+        dbias = torch.empty(3 * heads * d) if ctx.needs_input_grad[1] else None
+        work = torch.empty(threads * 3 * heads * d) if dbias is not None else None
         lib.split_heads_bwd(dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dx.element_size(), _ptr(real_index),
-                            dx.data_ptr(), tokens, width, heads, d, _threads())
-        return dx, None, None, None, None, None
+                            dx.data_ptr(), _ptr(dbias), _ptr(work), tokens, width, heads, d, threads)
+        return dx, dbias, None, None, None, None, None
 
 
 def split_heads(x: Tensor, grid_index: Tensor | None, real_index: Tensor | None, rows: int, width: int,
-                heads: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(tokens, 3H) fused query/key/value rows -> q, k, v, each (rows * heads, width, d) and contiguous, for a
-    group of ``rows`` x ``width`` grid cells (cell c holds token ``grid_index[c]``, pad cells repeat a real
-    token; token i sits in cell ``real_index[i]``; None: the identity). One pass forward, one back (pad cells
-    get no gradient, as with ``_GatherRows``). Check ``can_split_heads`` first."""
-    return _SplitHeads.apply(x, grid_index, real_index, int(rows), int(width), int(heads))
+                heads: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(tokens, 3H) fused query/key/value rows (+ ``bias``, float32 (3H,): the qkv matmul's, which then runs
+    without one) -> q, k, v, each (rows * heads, width, d) and contiguous, for a group of ``rows`` x ``width``
+    grid cells (cell c holds token ``grid_index[c]``, pad cells repeat a real token; token i sits in cell
+    ``real_index[i]``; None: the identity). One pass forward, one back (pad cells get no gradient, as with
+    ``_GatherRows``; the bias gradient is summed in the same pass). Check ``can_split_heads`` first."""
+    return _SplitHeads.apply(x, bias, grid_index, real_index, int(rows), int(width), int(heads))
 
 
 class _MergeHeads(torch.autograd.Function):

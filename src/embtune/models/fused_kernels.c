@@ -476,38 +476,73 @@ static inline void copy_run(char *dst, const char *src, int64_t run) {
     }
 }
 
-/* x (tokens, 3H) -> q, k, v (rows * heads, T, d) */
-void split_heads(const char *x, int64_t elem, const int64_t *grid_index, char *q, char *k, char *v, int64_t cells,
-                 int64_t T, int64_t heads, int64_t d, int threads) {
+/* One head's d values plus their bias (float32), rounded to the values' dtype (elem 2: bf16, 4: float32). */
+static inline void add_run(char *dst, const char *src, const float *bias, int64_t d, int64_t elem) {
+    if (elem == 2) {
+#pragma omp simd
+        for (int64_t e = 0; e < d; e++) ((bf16 *)dst)[e] = to_bf16(from_bf16(((const bf16 *)src)[e]) + bias[e]);
+    } else {
+#pragma omp simd
+        for (int64_t e = 0; e < d; e++) ((float *)dst)[e] = ((const float *)src)[e] + bias[e];
+    }
+}
+
+/* x (tokens, 3H) (+ bias (3H) float32, or NULL: the qkv matmul's bias, so that matmul runs without one) ->
+   q, k, v (rows * heads, T, d) */
+void split_heads(const char *x, int64_t elem, const float *bias, const int64_t *grid_index, char *q, char *k,
+                 char *v, int64_t cells, int64_t T, int64_t heads, int64_t d, int threads) {
     const int64_t H = heads * d, run = d * elem;
+    char *const out[3] = {q, k, v};
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < cells; c++) {
         const int64_t token = grid_index ? grid_index[c] : c, r = c / T, pos = c % T;
         const char *src = x + token * 3 * H * elem;
-        for (int64_t h = 0; h < heads; h++) {
-            const int64_t dst = ((r * heads + h) * T + pos) * run;
-            copy_run(q + dst, src + h * run, run);
-            copy_run(k + dst, src + (H + h * d) * elem, run);
-            copy_run(v + dst, src + (2 * H + h * d) * elem, run);
-        }
+        for (int64_t part = 0; part < 3; part++)
+            for (int64_t h = 0; h < heads; h++) {
+                char *dst = out[part] + ((r * heads + h) * T + pos) * run;
+                const int64_t col = part * H + h * d;
+                if (bias) add_run(dst, src + col * elem, bias + col, d, elem);
+                else copy_run(dst, src + col * elem, run);
+            }
     }
 }
 
-/* gradient of split_heads: each token's (3H) row from its real cell (pad cells feed nothing) */
+/* gradient of split_heads: each token's (3H) row from its real cell (pad cells feed nothing), and the bias
+   gradient (when dbias is not NULL: the sum of those rows, float32 partials per thread in `work`, threads * 3H
+   floats, added in thread order) */
 void split_heads_bwd(const char *dq, const char *dk, const char *dv, int64_t elem, const int64_t *real_index,
-                     char *dx, int64_t tokens, int64_t T, int64_t heads, int64_t d, int threads) {
+                     char *dx, float *dbias, float *work, int64_t tokens, int64_t T, int64_t heads, int64_t d,
+                     int threads) {
     const int64_t H = heads * d, run = d * elem;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < tokens; i++) {
-        const int64_t c = real_index ? real_index[i] : i, r = c / T, pos = c % T;
-        char *dst = dx + i * 3 * H * elem;
-        for (int64_t h = 0; h < heads; h++) {
-            const int64_t src = ((r * heads + h) * T + pos) * run;
-            copy_run(dst + h * run, dq + src, run);
-            copy_run(dst + (H + h * d) * elem, dk + src, run);
-            copy_run(dst + (2 * H + h * d) * elem, dv + src, run);
+    const char *const in[3] = {dq, dk, dv};
+    if (dbias) memset(work, 0, sizeof(float) * (size_t)threads * 3 * (size_t)H);
+#pragma omp parallel num_threads(threads)
+    {
+        float *acc = dbias ? work + (int64_t)omp_get_thread_num() * 3 * H : NULL;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < tokens; i++) {
+            const int64_t c = real_index ? real_index[i] : i, r = c / T, pos = c % T;
+            char *dst = dx + i * 3 * H * elem;
+            for (int64_t part = 0; part < 3; part++)
+                for (int64_t h = 0; h < heads; h++)
+                    copy_run(dst + (part * H + h * d) * elem, in[part] + ((r * heads + h) * T + pos) * run, run);
+            if (acc) {
+                if (elem == 2) {
+#pragma omp simd
+                    for (int64_t j = 0; j < 3 * H; j++) acc[j] += from_bf16(((const bf16 *)dst)[j]);
+                } else {
+#pragma omp simd
+                    for (int64_t j = 0; j < 3 * H; j++) acc[j] += ((const float *)dst)[j];
+                }
+            }
         }
     }
+    if (dbias)
+        for (int64_t j = 0; j < 3 * H; j++) {
+            float sum = 0.0f;
+            for (int t = 0; t < threads; t++) sum += work[(int64_t)t * 3 * H + j];
+            dbias[j] = sum;
+        }
 }
 
 /* out (rows * heads, T, d) -> y (tokens, H): each token's heads from its real cell */
