@@ -26,23 +26,34 @@ from torch import Tensor, nn
 _LEVELS = 1 << 16
 
 
+def drop_levels(p: float) -> tuple[int, float]:
+    """(levels, scale): an element is dropped with probability ``levels / 65536`` (``round(p * 65536)``) and
+    kept ones are scaled by ``1 / (1 - levels / 65536)``. Also the fused kernels' dropout (``fused.py``)."""
+    levels = round(p * _LEVELS)
+    return levels, _LEVELS / (_LEVELS - levels)
+
+
+def draw_seed() -> int:
+    """One 62-bit seed from torch's default generator (advancing it by one draw): what a mask is made from."""
+    return int(torch.randint(0, 1 << 62, (), dtype=torch.int64))
+
+
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> tuple[Tensor, float]:
     """A boolean mask of ``shape`` (True = keep) and the scale ``1 / (1 - p_effective)`` for kept values."""
     numel = 1
     for size in shape:
         numel *= size
-    drop_levels = round(p * _LEVELS)
+    levels, scale = drop_levels(p)
     halves = random_words((numel + 3) // 4, device).view(torch.int16)[:numel]  # four uniform int16 per word
-    keep = halves >= drop_levels - (1 << 15)
-    return keep.view(shape), _LEVELS / (_LEVELS - drop_levels)
+    keep = halves >= levels - (1 << 15)
+    return keep.view(shape), scale
 
 
 def random_words(count: int, device: torch.device | str = "cpu") -> Tensor:
     """``count`` uniformly random int64 words, determined by the state of torch's default generator (which this
     advances by one draw on CPU)."""
     if torch.device(device).type == "cpu":
-        seed = int(torch.randint(0, 1 << 62, (), dtype=torch.int64))
-        return torch.from_numpy(np.random.SFC64(seed).random_raw(count).view(np.int64))
+        return torch.from_numpy(np.random.SFC64(draw_seed()).random_raw(count).view(np.int64))
     words = torch.empty(count, dtype=torch.int64, device=device)
     return words.random_(-(1 << 63), (1 << 63) - 1)
 

@@ -45,10 +45,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .dropout import draw_seed, drop_levels
+
 logger = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("fused_kernels.c")
-_LEVELS = 1 << 16
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -149,12 +150,11 @@ def load(path: Path) -> ctypes.CDLL:
 
 
 def _drop(p: float, training: bool) -> tuple[int, float, int]:
-    """(seed, scale, levels) of a dropout with probability p; levels 0 = no dropout."""
-    levels = round(p * _LEVELS) if training else 0
+    """(seed, scale, levels) of a dropout with probability p (``dropout.drop_levels``); levels 0 = no dropout."""
+    levels, scale = drop_levels(p) if training else (0, 1.0)
     if levels <= 0:
         return 0, 1.0, 0
-    seed = int(torch.randint(0, 1 << 62, (), dtype=torch.int64))
-    return seed, _LEVELS / (_LEVELS - levels), levels
+    return draw_seed(), scale, levels
 
 
 def _threads() -> int:
@@ -170,11 +170,12 @@ def can_fuse_residual_norm(h: Tensor, x: Tensor, norm: torch.nn.Module, p: float
     width = x.shape[-1]
     return (kernels() is not None and h.device.type == "cpu" and x.device.type == "cpu" and p < 1.0
             and x.dtype == torch.float32 and h.dtype in (torch.float32, torch.bfloat16) and h.shape == x.shape
-            and h.dim() == 2 and type(norm) is torch.nn.LayerNorm and _affine(norm.weight, width)
-            and _affine(norm.bias, width) and (bias is None or _affine(bias, width)))
+            and h.dim() == 2 and type(norm) is torch.nn.LayerNorm and is_float_vector(norm.weight, width)
+            and is_float_vector(norm.bias, width) and (bias is None or is_float_vector(bias, width)))
 
 
-def _affine(t: Tensor | None, width: int) -> bool:
+def is_float_vector(t: Tensor | None, width: int) -> bool:
+    """A (width,) float32 CPU tensor: a weight or bias the kernels can read."""
     return t is not None and t.dtype == torch.float32 and t.device.type == "cpu" and tuple(t.shape) == (width,)
 
 
@@ -239,7 +240,7 @@ class _SoftmaxDropout(torch.autograd.Function):
         seed, dscale, levels = _drop(p, training)
         probs = torch.empty_like(scores)
         out = torch.empty_like(scores) if levels else probs
-        lib.softmax_dropout_fwd(scores.data_ptr(), bias.data_ptr() if bias is not None else None,
+        lib.softmax_dropout_fwd(scores.data_ptr(), _ptr(bias),
                                 int(scores.dtype == torch.bfloat16), probs.data_ptr(), out.data_ptr(), groups,
                                 heads, q, t, bias.shape[2] if bias is not None else 1, scale, seed, levels, dscale,
                                 _threads())
@@ -273,11 +274,6 @@ def can_split_heads(x: Tensor, *indexes: Tensor | None) -> bool:
             and x.dtype in (torch.float32, torch.bfloat16)
             and all(i is None or (i.dtype == torch.int64 and i.device.type == "cpu" and i.is_contiguous())
                     for i in indexes))
-
-
-def is_float_vector(t: Tensor | None, width: int) -> bool:
-    """A (width,) float32 CPU tensor: a bias the kernels can add."""
-    return _affine(t, width)
 
 
 class _SplitHeads(torch.autograd.Function):

@@ -89,6 +89,16 @@ INLINE void store(void *ptr, const int is_bf16, int64_t j, float v) {
     else ((float *)ptr)[j] = v;
 }
 
+/* out[j] = the sum over `parts` partial rows (part t at work + t * stride), added in order: the per-thread
+   partial sums of a reduction over rows, so the result depends only on the thread count. */
+static void sum_partials(const float *work, int parts, int64_t stride, int64_t width, float *out) {
+    for (int64_t j = 0; j < width; j++) {
+        float sum = 0.0f;
+        for (int t = 0; t < parts; t++) sum += work[(int64_t)t * stride + j];
+        out[j] = sum;
+    }
+}
+
 /* One row of residual_ln_fwd; `is_bf16` is a constant at each call site, so each dtype gets its own loops. */
 INLINE void ln_fwd_row(const void *h, const int is_bf16, const float *hb, const float *x, const float *gamma,
                        const float *beta, float *y, float *s, float *mean, float *rstd, int64_t r, int64_t H,
@@ -182,17 +192,9 @@ void residual_ln_bwd(const float *dy, const float *s, const float *mean, const f
             else ln_bwd_row(dy, s, mean, rstd, gamma, dx, dh, 0, dg, db, dhb, r, H, key, threshold, scale);
         }
     }
-    for (int64_t j = 0; j < H; j++) {
-        float g = 0.0f, bsum = 0.0f, hsum = 0.0f;
-        for (int t = 0; t < threads; t++) {
-            g += work[(int64_t)t * 3 * H + j];
-            bsum += work[(int64_t)t * 3 * H + H + j];
-            hsum += work[(int64_t)t * 3 * H + 2 * H + j];
-        }
-        if (dgamma) dgamma[j] = g;
-        if (dbeta) dbeta[j] = bsum;
-        if (dhbias) dhbias[j] = hsum;
-    }
+    if (dgamma) sum_partials(work, threads, 3 * H, H, dgamma);
+    if (dbeta) sum_partials(work + H, threads, 3 * H, H, dbeta);
+    if (dhbias) sum_partials(work + 2 * H, threads, 3 * H, H, dhbias);
 }
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(EMBTUNE_GENERIC)
@@ -537,12 +539,7 @@ void split_heads_bwd(const char *dq, const char *dk, const char *dv, int64_t ele
             }
         }
     }
-    if (dbias)
-        for (int64_t j = 0; j < 3 * H; j++) {
-            float sum = 0.0f;
-            for (int t = 0; t < threads; t++) sum += work[(int64_t)t * 3 * H + j];
-            dbias[j] = sum;
-        }
+    if (dbias) sum_partials(work, threads, 3 * H, 3 * H, dbias);
 }
 
 /* out (rows * heads, T, d) -> y (tokens, H): each token's heads from its real cell */
