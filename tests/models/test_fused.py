@@ -279,3 +279,17 @@ def test_an_unwritable_cache_turns_the_kernels_off_with_one_message(monkeypatch,
         assert fused.kernels() is None
         assert fused.kernels() is None  # decided once
     assert caplog.text.count("fused training kernels unavailable") == 1
+
+
+def test_attention_dropout_of_one_drops_everything_as_nn_dropout():
+    from test_fast_encoder import _batch, _tiny
+
+    from embtune.models.fast_weights import from_hf
+
+    fast = from_hf(_tiny("bert")).train()
+    for layer in fast.layers:
+        layer.attention_dropout = 1.0  # every attention weight dropped: the kernels' levels cannot express it
+    features = _batch([7, 3, 12], 0)
+    out = fast(features["input_ids"], features["attention_mask"])
+    out.sum().backward()
+    assert torch.isfinite(out).all()

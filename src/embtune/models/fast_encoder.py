@@ -151,7 +151,7 @@ class EncoderLayer(nn.Module):
         """Whether training attention runs on ``fused.py``'s kernels for every group (dropout, no position bias)
         with a plain Linear qkv whose float32 bias ``split_heads`` can add (its matmul then runs without one:
         addmm copies the bias into every output row first, and its backward sums the bias gradient again)."""
-        return (self.training and self.attention_dropout > 0.0 and bias is None and torch.is_grad_enabled()
+        return (self.training and 0.0 < self.attention_dropout < 1.0 and bias is None and torch.is_grad_enabled()
                 and type(self.qkv) is nn.Linear and fused.can_split_heads(x)
                 and fused.is_float_vector(self.qkv.bias, self.qkv.out_features))
 
@@ -236,7 +236,7 @@ class EncoderLayer(nn.Module):
         outs = []
         for group, rows in zip(layout.groups, self._group_rows(qkv, layout), strict=True):
             n, t = group.rows, group.width
-            if bias is None and p > 0.0 and fused.can_split_heads(rows, group.grid_index, group.real_index):
+            if bias is None and 0.0 < p < 1.0 and fused.can_split_heads(rows, group.grid_index, group.real_index):
                 outs.append(self._fused_training_attention(rows, group, p, qkv_bias))
                 continue
             if qkv_bias is not None:
