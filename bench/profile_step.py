@@ -74,6 +74,9 @@ def main() -> None:
 
     from embtune.models.bundled import bundled_model_path
     from embtune.models.embedding_model import EmbeddingModel
+    from embtune.utils.memory import reuse_freed_blocks
+
+    reuse_freed_blocks()  # as the training loop does
 
     pairs = _snli_pairs()
     random.seed(0)

@@ -60,6 +60,16 @@ def test_encode_token_ids_leaves_out_per_text_prompts_like_encode(tiny):
                                   encode_token_ids(tiny, ids, types, precision="fp32", prompt_length=[2] * 5))
 
 
+def test_encode_and_encode_token_ids_make_the_heap_reuse_freed_blocks(tiny, monkeypatch):
+    import embtune.models.encode as encode
+
+    calls = []
+    monkeypatch.setattr(encode, "reuse_freed_blocks", lambda: calls.append(1))
+    tiny.encode(TEXTS)
+    encode_token_ids(tiny, tiny.transformer.token_ids(TEXTS)[0])
+    assert calls == [1, 1]
+
+
 def test_encode_single_string_and_torch_output(tiny):
     one = tiny.encode("a dog", precision="fp32")
     assert one.shape == (32,)

@@ -169,3 +169,16 @@ def test_the_loop_asks_the_thread_governor_before_every_batch(tiny_bert_dir, pai
     raw["args"].update(save_strategy="no", max_steps=3, gradient_accumulation_steps=1)
     train(config_from_dict(raw))
     assert len(calls) == 3
+
+
+def test_the_loop_makes_the_heap_reuse_freed_blocks_before_the_first_step(tiny_bert_dir, pairs_file, tmp_path,
+                                                                          config_factory, monkeypatch):
+    import embtune.training.loop as loop
+
+    calls = []
+    monkeypatch.setattr(loop, "reuse_freed_blocks", lambda: calls.append("reuse"))
+    monkeypatch.setattr(loop, "adapt_threads", lambda: calls.append("step"))
+    raw = config_factory(tiny_bert_dir, pairs_file, tmp_path / "run")
+    raw["args"].update(save_strategy="no", max_steps=2, gradient_accumulation_steps=1)
+    train(config_from_dict(raw))
+    assert calls == ["reuse", "step", "step"]

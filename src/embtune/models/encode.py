@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import EmbtuneError
 from ..utils.device import fast_bf16, resolve_precision
+from ..utils.memory import reuse_freed_blocks
 from ..utils.threads import adapt_threads
 from .fast_encoder import FastEncoder
 
@@ -221,6 +222,7 @@ def _encode_into(out: Tensor, model, ids, types, dtype, batch_size, max_batch_to
                  show_progress_bar: bool | None) -> None:
     """Fill ``out`` (N, D) with the embeddings of N tokenized texts: sorted by length, cut into batches.
     ``prompt_len``: one prompt length for all texts, or an (N,) array of them."""
+    reuse_freed_blocks()  # batches reuse the last one's freed blocks instead of page-faulting in fresh ones
     run_device = model.device
     if max_batch_tokens is None:
         max_batch_tokens = CPU_BATCH_TOKENS if run_device.type == "cpu" else 65536

@@ -40,7 +40,7 @@ from ..report.run import REPORT_FILE, report_before_training
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
 from ..utils.device import default_device, fast_bf16
-from ..utils.memory import release_free_heap
+from ..utils.memory import release_free_heap, reuse_freed_blocks
 from ..utils.resolve import custom_code
 from ..utils.seed import get_rng_state, seed_everything
 from ..utils.threads import adapt_threads
@@ -125,6 +125,7 @@ def _train(config: TrainConfig, start: FreshStart, resume_force: bool) -> TrainR
     # --- 2. model, data, losses, sampler --------------------------------------------------------------
     amp_dtype = _autocast_dtype(args, device)
     model = build_model(config.model, resume_from, amp_dtype, cache_dir).to(device)
+    reuse_freed_blocks()  # each step reuses the last one's freed blocks (not for LoRA runs, which trim for memory)
     if args.gradient_checkpointing:
         model.transformer.auto_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}  # works with DDP and several forwards
