@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,7 +83,11 @@ def _trace(module: nn.Module, sample: tuple[Tensor, ...], names, output: str, pa
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes[output] = output_axes
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer's notes about Python-side branches (masks are always given, so they stay constant) and
+        # advanced indexing (our indices are never negative): noise to a user; the tests run every batch/length
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         torch.onnx.export(
             module,
             sample,
@@ -173,18 +178,25 @@ def export_onnx(model, output: str | os.PathLike, quantize: str | None = None) -
     """
     from ..utils.atomic import atomic_dir
 
-    _require_onnx()
     if quantize is not None and quantize not in QUANTIZE:
         raise EmbtuneError(f"unknown quantize {quantize!r} for ONNX export; use: {', '.join(QUANTIZE)}")
+    output = prepare_output(model, output)
+    with atomic_dir(output) as tmp:
+        write_onnx_files(model, tmp, quantize)
+    return output
+
+
+def prepare_output(model, output: str | os.PathLike) -> Path:
+    """Check the onnx extra and the output folder (new, empty, or a previous export: anything else is refused)
+    and put ``model`` in the state the exporters trace (float32, Hugging Face modules); the folder as a Path."""
+    _require_onnx()
     if not model.pooling.include_prompt and model.prompts:
         logger.warning("the exported graph pools over prompt tokens too (include_prompt=false is not exported)")
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise EmbtuneError(f"{output}: exists and is not a folder; choose a new --output folder")
     if output.is_dir() and any(output.iterdir()) and not (output / "embedding" / "config.json").is_file():
-        raise EmbtuneError(f"{output}: exists and is not an ONNX export; choose an empty or new --output folder")
+        raise EmbtuneError(f"{output}: exists and is not an export; choose an empty or new --output folder")
     model.float()
     model.transformer.use_backend("hf")  # trace Hugging Face's modules: every input (token_type_ids too) stays a graph input
-    with atomic_dir(output) as tmp:
-        write_onnx_files(model, tmp, quantize)
     return output
