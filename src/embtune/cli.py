@@ -114,10 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, help="use only the first N rows (retrieval folder: the first N queries)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("export", help="export to ONNX: onnxruntime alone (no torch) reproduces encode")
+    p = sub.add_parser("export", help="export to ONNX or OpenVINO IR: their runtime alone (no torch) reproduces encode")
     _add_model_options(p)
-    p.add_argument("--format", required=True, choices=["onnx"], help="export format")
-    p.add_argument("--quantize", choices=["int8"], help="also write int8 (dynamic quantization) graphs")
+    p.add_argument("--format", required=True, choices=["onnx", "openvino"],
+                   help="onnx: ONNX graphs; openvino: the same graphs plus their OpenVINO IR")
+    p.add_argument("--quantize", choices=["int8"], help="also write int8 (dynamic quantization) ONNX graphs")
     p.add_argument("--output", required=True, help="output folder (new, empty, or a previous export)")
 
     p = sub.add_parser("serve", help="serve embeddings over HTTP (OpenAI /v1/embeddings, TEI /embed)")
@@ -302,12 +303,19 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
+    from .export import export_onnx, export_openvino
 
-    out = export_onnx(_load(args), args.output, quantize=args.quantize)
-    for path in sorted(out.rglob("*.onnx")):
+    if args.format == "openvino":
+        if args.quantize:
+            raise EmbtuneError(f"--quantize {args.quantize} writes ONNX graphs; use --format onnx --quantize "
+                               f"{args.quantize}, or --format openvino without --quantize")
+        out = export_openvino(_load(args), args.output)
+    else:
+        out = export_onnx(_load(args), args.output, quantize=args.quantize)
+    for path in sorted(p for p in out.rglob("*") if p.suffix in (".onnx", ".xml", ".bin")):
         print(f"{path.stat().st_size / 1e6:8.1f} MB  {path}")
-    print(f"onnxruntime files (graph, tokenizer.json, config.json): {out / 'embedding'}")
+    runtime = "OpenVINO and onnxruntime" if args.format == "openvino" else "onnxruntime"
+    print(f"{runtime} files (graphs, tokenizer.json, config.json): {out / 'embedding'}")
     return 0
 
 

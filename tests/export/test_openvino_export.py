@@ -38,18 +38,18 @@ def _run_ir(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 def test_embedding_ir_equals_encode_at_any_batch_and_length(tiny_model, ov_export):
     folder = ov_export / "embedding"
-    assert json.loads((folder / "config.json").read_text())["files"]["openvino"] == "openvino_model.xml"
-    assert (folder / "openvino_model.bin").stat().st_size > 0
+    assert json.loads((folder / "config.json").read_text())["files"]["openvino"] == "model.xml"
+    assert (folder / "model.bin").stat().st_size > 0
     for texts in (TEXTS, TEXTS[:1], TEXTS[1:2] * 7):  # dynamic batch and sequence axes
         ref = tiny_model.encode(texts, precision="fp32")
-        out = _run_ir(folder / "openvino_model.xml", _feeds(folder, texts))
+        out = _run_ir(folder / "model.xml", _feeds(folder, texts))
         assert out.shape == ref.shape
         assert cosines(out, ref).min() >= 0.9999
         np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)  # the model normalizes
 
 
 def test_weights_stay_float32(ov_export):
-    model = ov.Core().read_model(str(ov_export / "embedding" / "openvino_model.xml"))
+    model = ov.Core().read_model(str(ov_export / "embedding" / "model.xml"))
     types = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
     assert "f16" not in types and "f32" in types
 

@@ -4,7 +4,8 @@
 
     out/openvino/openvino_model.xml (+ .bin)    the encoder, where sentence-transformers' ``backend="openvino"``
                                                 (optimum-intel) looks for it
-    out/embedding/openvino_model.xml (+ .bin)   self-contained: tokens -> pooled (normalized) embedding
+    out/embedding/model.xml (+ .bin)            self-contained: tokens -> pooled (normalized) embedding (not
+                                                named openvino*.xml, so ST's loader finds one IR, not two)
 
 Converted with ``openvino.convert_model`` from the traced ONNX graphs (same inputs and outputs, dynamic batch
 and length) and saved with float32 weights (``save_model`` would halve them to fp16 by default; OpenVINO still
@@ -20,7 +21,8 @@ from pathlib import Path
 from ..errors import EmbtuneError
 from .onnx import prepare_output, write_onnx_files
 
-IR_NAME = "openvino_model.xml"
+IR_NAME = "openvino_model.xml"  # the file name sentence-transformers' openvino backend looks for
+EMBEDDING_IR_NAME = "model.xml"
 
 
 def _require_openvino():
@@ -54,9 +56,9 @@ def export_openvino(model, output: str | os.PathLike) -> Path:
     with atomic_dir(output) as tmp:
         write_onnx_files(model, tmp)
         onnx_to_ir(tmp / "onnx" / "model.onnx", tmp / "openvino" / IR_NAME)
-        onnx_to_ir(tmp / "embedding" / "model.onnx", tmp / "embedding" / IR_NAME)
+        onnx_to_ir(tmp / "embedding" / "model.onnx", tmp / "embedding" / EMBEDDING_IR_NAME)
         config_path = tmp / "embedding" / "config.json"
         meta = json.loads(config_path.read_text(encoding="utf-8"))
-        meta["files"]["openvino"] = IR_NAME
+        meta["files"]["openvino"] = EMBEDDING_IR_NAME
         config_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return output
