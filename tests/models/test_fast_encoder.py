@@ -328,3 +328,39 @@ def test_packed_rows_hold_every_sequence_once_and_fill_rows(lengths):
         taken |= cells
     if len(set(lengths)) <= fe.PATTERN_LENGTHS:  # 13+13+13+13+12 = 64; 10+10+11+11+11+11 = 64: every row full
         assert rows == sum(lengths) // 64 == len(taken) // 64
+
+
+@pytest.mark.parametrize("lengths", [[7, 3, 12, 1, 40, 40, 70], [5, 9, 13, 2], [300, 4]],
+                         ids=["mixed", "short", "longer-than-256"])
+def test_bf16_inference_attends_inside_each_sequence_in_place(lengths, monkeypatch):
+    """On an AVX512-BF16 CPU, bf16 inference runs attention per sequence on the token rows (fused kernel): the
+    same hidden states as torch's fused attention on the packed/padded groups, up to bf16 rounding."""
+    import transformers as tf
+
+    import embtune.models.fast_encoder as fe
+    from embtune.models import fused
+
+    lib = fused.kernels()
+    if lib is None or not lib.sequence_attention_native():
+        pytest.skip("the sequence attention kernel needs AVX512-BF16 and a C compiler")
+    torch.manual_seed(0)
+    config = tf.BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=FFN, max_position_embeddings=320)
+    fast = from_hf(tf.BertModel(config)).eval().to(torch.bfloat16)  # heads of 32 values, as MiniLM and e5-small
+    features = _batch(lengths, 0)
+    mask = features["attention_mask"].bool()
+    calls = []
+    real = fused.sequence_attention
+    monkeypatch.setattr(fused, "sequence_attention", lambda *a: calls.append(a[1].clone()) or real(*a))
+    with torch.inference_mode():
+        ours = fast(features["input_ids"], features["attention_mask"])[mask].float()
+        monkeypatch.setattr(fe.fused, "can_attend_sequences", lambda *a: False)
+        theirs = fast(features["input_ids"], features["attention_mask"])[mask].float()
+    if max(lengths) > fused.SEQUENCE_ATTENTION_MAX:
+        assert not calls  # torch's fused attention for long sequences
+        return
+    assert len(calls) == 2  # once per layer; segments: every sequence in ascending length, then the spare rows
+    segments = calls[0]
+    assert segments[1][segments[1] > 0].tolist() == sorted(lengths)
+    assert int(segments[1].abs().sum()) % fe.TOKEN_ROWS == 0
+    assert float(torch.nn.functional.cosine_similarity(ours, theirs).min()) >= 0.9999

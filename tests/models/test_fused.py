@@ -293,3 +293,52 @@ def test_attention_dropout_of_one_drops_everything_as_nn_dropout():
     out = fast(features["input_ids"], features["attention_mask"])
     out.sum().backward()
     assert torch.isfinite(out).all()
+
+
+def _segments(lengths: list[int], gaps: list[int]) -> tuple[torch.Tensor, int]:
+    """(2, S) segment table: each sequence, then a run of rows that hold none (negative length) when gap > 0."""
+    starts, lens, row = [], [], 0
+    for length, gap in zip(lengths, gaps, strict=True):
+        starts.append(row), lens.append(length)
+        row += length
+        if gap:
+            starts.append(row), lens.append(-gap)
+            row += gap
+    return torch.tensor([starts, lens], dtype=torch.int64), row
+
+
+@pytest.mark.parametrize("d", [32, 64, 128])
+def test_sequence_attention_equals_float32_attention_inside_each_sequence(d, kernels):
+    heads = 2
+    hidden = heads * d
+    lengths = [1, 2, 15, 16, 17, 31, 33, 64, 100, 256]
+    gaps = [0, 3, 0, 0, 1, 0, 0, 2, 0, 5]  # rows that hold no sequence (e.g. spare rows) come out as zeros
+    segments, rows = _segments(lengths, gaps)
+    torch.manual_seed(0)
+    qkv = (torch.randn(rows, 3 * hidden) * 2).bfloat16()
+    with torch.inference_mode():
+        out = fused.sequence_attention(qkv, segments, heads, d ** -0.5)
+    assert out.dtype == torch.bfloat16 and out.shape == (rows, hidden)
+    q, k, v = qkv.float().view(rows, 3, heads, d).unbind(1)
+    ref = torch.zeros(rows, hidden)
+    for start, length in segments.t().tolist():
+        if length > 0:
+            qs, ks, vs = (t[start:start + length].transpose(0, 1) for t in (q, k, v))
+            ref[start:start + length] = torch.nn.functional.scaled_dot_product_attention(qs, ks, vs).transpose(
+                0, 1).reshape(length, hidden)
+        else:
+            assert torch.equal(out[start:start - length], torch.zeros(-length, hidden, dtype=torch.bfloat16))
+    # float32 scores, softmax and value sums: only the output's bf16 rounding (2^-9 relative) remains
+    assert float((out.float() - ref).abs().max()) <= 2 ** -8 * float(ref.abs().max())
+    torch.testing.assert_close(out.float(), ref, rtol=2 ** -7, atol=1e-3)
+
+
+def test_sequence_attention_is_used_only_where_it_is_faster_and_exact(kernels):
+    x = torch.zeros(10, 64, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        native = kernels == "native" and bool(fused.kernels().sequence_attention_native())
+        assert fused.can_attend_sequences(x, 2, 256) is native  # the portable loops are slower than torch's
+        assert not fused.can_attend_sequences(x, 2, 257)  # longer sequences: torch's fused attention
+        assert not fused.can_attend_sequences(x, 4, 10)  # heads of 16 values
+        assert not fused.can_attend_sequences(x.float(), 2, 10)
+    assert not fused.can_attend_sequences(x, 2, 10)  # autograd on: the kernel has no backward

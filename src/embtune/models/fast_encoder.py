@@ -10,6 +10,8 @@ The same math as the Hugging Face modules (post-layer-norm Transformer encoders)
   (``length_groups``): each group's fused q/k/v rows are gathered into a (rows, heads, width, d) grid, so a
   batch of short texts with one long one does not pay (T x T) scores for all; ``scaled_dot_product_attention``
   masks in inference, and training uses explicit scores with embtune's cheap dropout masks (``dropout.py``);
+  bf16 inference on AVX512-BF16 CPUs skips the groups: a C kernel attends inside each sequence on the token
+  rows in place (``fused.sequence_attention``; sequences of up to 256 tokens);
 - q, k and v come from one fused Linear (``qkv``), so each layer runs 4 matmuls instead of 6; in bf16
   inference on CPU the other three run as oneDNN matmuls with the bias, residual add or activation fused;
 - the model's callers can concatenate all roles of a training batch into one forward
@@ -233,6 +235,8 @@ class EncoderLayer(nn.Module):
         backward then work on half the bytes.
         """
         p = self.attention_dropout if self.training else 0.0
+        if layout.segments is not None and bias is None and p == 0.0 and qkv_bias is None and qkv.dtype == torch.bfloat16:
+            return fused.sequence_attention(qkv, layout.segments, self.num_heads, 1.0 / math.sqrt(self.head_dim))
         outs = []
         for group, rows in zip(layout.groups, self._group_rows(qkv, layout), strict=True):
             n, t = group.rows, group.width
@@ -455,6 +459,7 @@ class _Layout:
     def __init__(self, mask: Tensor, grouped: bool = True, pack: bool = True) -> None:
         self.batch, self.width = mask.shape
         self.spare = 0  # zero rows after the real tokens (set by FastEncoder.forward)
+        self.segments: Tensor | None = None  # set when attention runs per sequence in place (sequence_segments)
         mask = mask.bool()
         lengths_t = mask.sum(1)
         lengths = lengths_t.tolist()
@@ -468,6 +473,7 @@ class _Layout:
             order_t = torch.tensor(order, device=mask.device)
             # flat (B*T) position of every real token, sequence by sequence in ascending length order
             self.index = (order_t[:, None] * self.width + positions[None, :])[mask[order_t]]
+        self.lengths = sorted_lengths  # of the sequences in the token matrix, in its order
         packed = bisect.bisect_right(sorted_lengths, PACK_MAX) if pack else 0
         self.groups = []
         token_start = 0
@@ -506,6 +512,16 @@ class _Layout:
         cells = group.rows * group.width
         self.groups = [_Group(0, cells, group.rows, group.width, None, None, group.key_mask, packed=True)]
         return group
+
+    def sequence_segments(self) -> Tensor:
+        """(2, S) int64: the first row and the length of every sequence in the token matrix (each sequence's
+        rows are contiguous there), then the spare rows as a negative length (``fused.sequence_attention``)."""
+        lengths = torch.tensor(self.lengths, dtype=torch.int64)
+        starts = torch.cumsum(lengths, 0) - lengths
+        if self.spare:
+            starts = torch.cat([starts, starts.new_tensor([int(lengths.sum())])])
+            lengths = torch.cat([lengths, lengths.new_tensor([-self.spare])])
+        return torch.stack([starts, lengths]).contiguous()
 
     def take(self, x: Tensor) -> Tensor:
         """(B, T, ...) -> (N, ...): the real tokens, in the layout's order."""
@@ -561,9 +577,13 @@ class FastEncoder(nn.Module):
         if token_type_ids is not None and hasattr(self.embeddings, "token_type_embeddings") and bool(token_type_ids.any()):
             types = layout.take(token_type_ids)
         x = self.embeddings(layout.take(input_ids), layout.take(self._positions(attention_mask)), types)
-        # inference: every layer works on the packed rows, no gathers in and out of each attention (~5 % of
+        # bf16 inference on an AVX512-BF16 CPU: attention runs inside each sequence in place, on the real tokens'
+        # rows (fused.sequence_attention), so no layer pays for padding, empty slots or gathers. Otherwise, in
+        # inference every layer works on the packed rows, no gathers in and out of each attention (~5 % of
         # encode); in training the empty slots' extra dropout and backward work cost more than the gathers
-        resident = None if self.training and torch.is_grad_enabled() else layout.make_resident()
+        in_place = (not self.spec.relative_buckets and (not self.training or self.spec.attention_dropout == 0.0)
+                    and fused.can_attend_sequences(x, self.spec.num_heads, layout.lengths[-1] if layout.lengths else 0))
+        resident = None if in_place or (self.training and torch.is_grad_enabled()) else layout.make_resident()
         if resident is not None:
             x = resident.to_grid(x)
         tokens = x.shape[0]
@@ -576,6 +596,8 @@ class FastEncoder(nn.Module):
             layout.spare = -tokens % TOKEN_ROWS
             if layout.spare:
                 x = F.pad(x, (0, 0, 0, layout.spare))
+        if in_place:
+            layout.segments = layout.sequence_segments()
         bias = self._relative_bias(layout.width, x.device) if self.spec.relative_buckets else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -1,4 +1,4 @@
-"""Fused CPU kernels for training: each a single C pass where eager torch runs several operations.
+"""Fused CPU kernels, for training and bf16 inference attention: each one C pass where torch runs several ops.
 
 A training step of a small encoder on short texts is dominated by element-wise work, not matmuls: per layer,
 eager torch runs ``LayerNorm(dropout(h + b) + x)`` as ~10 operations (bias copy, mask, casts, multiplies,
@@ -9,7 +9,9 @@ clipping runs a norm and a multiply per parameter tensor. ``fused_kernels.c`` do
 ``residual_norm`` (bias + dropout + residual + layer norm), ``softmax_dropout`` (scale + key mask + softmax +
 dropout), ``split_heads`` / ``merge_heads`` (the fused qkv rows to contiguous heads and back), and
 ``sum_squares`` / ``scale`` (clipping). In one bf16 training step of the bundled model on SNLI pairs they take
-23 % off the time of the same math as torch ops.
+23 % off the time of the same math as torch ops. For bf16 inference, ``sequence_attention`` runs attention
+inside each sequence on the unpadded token rows (AVX512-BF16 dot products; 3,000 STS-B sentences encode
+24-33 % faster than with torch's fused attention on packed rows).
 
 The C file is compiled on first use with the system's C compiler (``$CC``, ``cc`` or ``gcc``; ``-O3
 -march=native -fopenmp``, ~1 s) into ``$EMBTUNE_CACHE`` (default ``~/.cache/embtune``)/kernels, keyed by the
@@ -71,8 +73,11 @@ _SIGNATURES = {
     "grad_chunks": [_PTR, _I64],
     "sum_squares": [_PTR, _PTR, _I64, _PTR, _PTR, _INT],
     "scale_all": [_PTR, _PTR, _I64, _PTR, _F32, _INT],
+    "sequence_attention": [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _INT],
+    "sequence_attention_native": [],
 }
-_RESTYPES = {"grad_chunks": ctypes.c_int64, "sum_squares": ctypes.c_double}
+_RESTYPES = {"grad_chunks": ctypes.c_int64, "sum_squares": ctypes.c_double, "sequence_attention": ctypes.c_int,
+             "sequence_attention_native": ctypes.c_int}
 
 
 def _cache_dir() -> Path:
@@ -266,6 +271,35 @@ def softmax_dropout(scores: Tensor, bias: Tensor | None, scale: float, p: float,
     heads, q, T) float32 or bf16 scores on CPU; ``bias`` an additive key mask without gradient, (groups, 1, 1 or
     q, T) in the scores' dtype, or None."""
     return _SoftmaxDropout.apply(scores, bias, float(scale), float(p), bool(training))
+
+
+SEQUENCE_ATTENTION_MAX = 256  # longest sequence and largest head size (a multiple of 32)
+SEQUENCE_ATTENTION_DIM = 128  # that ``sequence_attention`` covers (fused_kernels.c: ATT_LMAX, ATT_DMAX)
+
+
+def can_attend_sequences(x: Tensor, heads: int, longest: int) -> bool:
+    """Whether ``sequence_attention`` covers an inference forward over these (tokens, H) bf16 CPU rows: heads
+    of a multiple of 32 up to 128 values, sequences of up to 256 tokens, and kernels built with AVX512-BF16 (their
+    portable loops are slower than torch's fused attention, so they are not used for this)."""
+    lib = kernels()
+    d = x.shape[-1] // heads
+    return (lib is not None and bool(lib.sequence_attention_native()) and not torch.is_grad_enabled()
+            and x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.dim() == 2
+            and d * heads == x.shape[-1] and d % 32 == 0 and d <= SEQUENCE_ATTENTION_DIM
+            and 0 < longest <= SEQUENCE_ATTENTION_MAX)
+
+
+def sequence_attention(qkv: Tensor, segments: Tensor, heads: int, scale: float) -> Tensor:
+    """Inference attention inside each sequence: (rows, 3H) bf16 fused q/k/v rows -> (rows, H) bf16.
+    ``segments``: (2, S) int64, the first row and the length of each sequence; a length <= 0 marks that many
+    rows (from that first row) as not a sequence: their output is zeros. The segments must cover every row.
+    Each sequence's scores are (len x len), float32, with no padding and no mask (``fused_kernels.c``)."""
+    qkv = qkv.contiguous()
+    out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
+    if kernels().sequence_attention(qkv.data_ptr(), out.data_ptr(), segments[0].data_ptr(), segments[1].data_ptr(),
+                                    segments.shape[1], out.shape[1], heads, float(scale), _threads()):
+        raise MemoryError("sequence_attention: could not allocate its scratch memory")
+    return out
 
 
 def can_split_heads(x: Tensor, *indexes: Tensor | None) -> bool:
