@@ -342,3 +342,81 @@ def test_sequence_attention_is_used_only_where_it_is_faster_and_exact(kernels):
         assert not fused.can_attend_sequences(x, 4, 10)  # heads of 16 values
         assert not fused.can_attend_sequences(x.float(), 2, 10)
     assert not fused.can_attend_sequences(x, 2, 10)  # autograd on: the kernel has no backward
+
+
+def _eager_sequence_attention(qkv, bias, segments, heads, scale, masks=None):
+    """Attention per sequence as eager torch ops (float32); ``masks``: per segment (heads, L, L) dropout factors."""
+    rows, width = qkv.shape
+    hidden = width // 3
+    d = hidden // heads
+    x = qkv.float() + (0 if bias is None else bias)
+    parts = []
+    for index, (start, length) in enumerate(segments.t().tolist()):
+        if length <= 0:
+            parts.append(x.new_zeros(-length, hidden))
+            continue
+        q, k, v = x[start:start + length].view(length, 3, heads, d).permute(1, 2, 0, 3)  # (heads, L, d) each
+        probs = torch.softmax(scale * q @ k.transpose(1, 2), -1)
+        if masks is not None:
+            probs = probs * masks[index]
+        parts.append((probs @ v).transpose(0, 1).reshape(length, hidden))
+    return torch.cat(parts)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sequence_attention_train_equals_eager_attention_and_its_gradients(dtype, kernels):
+    heads, d = 3, 32
+    lengths, gaps = [1, 5, 16, 17, 40, 3], [0, 2, 0, 0, 0, 4]
+    segments, rows = _segments(lengths, gaps)
+    torch.manual_seed(0)
+    qkv = (torch.randn(rows, 3 * heads * d) * 1.5).to(dtype).requires_grad_()
+    bias = (torch.randn(3 * heads * d) * 0.2).requires_grad_()
+    grad = torch.randn(rows, heads * d)
+    out = fused.sequence_attention_train(qkv, segments, heads, d ** -0.5, 0.0, True, bias=bias)
+    assert out.dtype == dtype
+    dq, db = torch.autograd.grad(out, (qkv, bias), grad.to(dtype))
+    ref = _eager_sequence_attention(qkv, bias, segments, heads, d ** -0.5)
+    rq, rb = torch.autograd.grad(ref, (qkv, bias), grad)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(out.float(), ref, **tol)
+    torch.testing.assert_close(dq.float(), rq.float(), **tol)
+    if dtype == torch.float32:
+        torch.testing.assert_close(db, rb, rtol=1e-4, atol=1e-4)
+    else:  # summed from bf16-rounded row gradients (the key bias's true gradient is 0: softmax ignores it)
+        assert float((db - rb).abs().max()) <= 1e-2 * float(rb.abs().max())
+    spare = [s for s, n in segments.t().tolist() if n < 0]
+    assert all(float(out.detach()[s].abs().sum()) == 0 and float(dq[s].abs().sum()) == 0 for s in spare)
+
+
+def test_sequence_attention_train_dropout_is_the_eager_math_on_its_mask(kernels):
+    """Recover the kernel's dropout mask (zero q and k: uniform probabilities; one-hot values), then check
+    forward and backward against eager ops with that mask and the same seed."""
+    heads, d, p = 2, 32, 0.25
+    lengths = [5, 9, 20]
+    segments, rows = _segments(lengths, [0] * 3)
+    hidden = heads * d
+    probe = torch.zeros(rows, 3 * hidden)
+    for start, length in segments.t().tolist():
+        for j in range(length):
+            for h in range(heads):
+                probe[start + j, 2 * hidden + h * d + j] = 1.0  # v_j = e_j in every head
+    torch.manual_seed(5)
+    seen = fused.sequence_attention_train(probe, segments, heads, d ** -0.5, p, True)
+    masks = []
+    for start, length in segments.t().tolist():
+        block = seen[start:start + length].view(length, heads, d).permute(1, 0, 2)[:, :, :length]
+        masks.append(block * length)  # (heads, L, L): 0 or 1 / (1 - p)
+        kept_or_not = torch.isclose(masks[-1], torch.tensor(1 / (1 - p)), rtol=1e-5) | (masks[-1] == 0)
+        assert bool(kept_or_not.all())
+    kept = torch.cat([m.flatten() for m in masks]).ne(0).float().mean()
+    assert 0.6 < float(kept) < 0.9
+    torch.manual_seed(1)
+    qkv = torch.randn(rows, 3 * hidden).requires_grad_()
+    grad = torch.randn(rows, hidden)
+    torch.manual_seed(5)  # the same seed draw: the same masks
+    out = fused.sequence_attention_train(qkv, segments, heads, d ** -0.5, p, True)
+    (dq,) = torch.autograd.grad(out, qkv, grad)
+    ref = _eager_sequence_attention(qkv, None, segments, heads, d ** -0.5, masks)
+    (rq,) = torch.autograd.grad(ref, qkv, grad)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dq, rq, rtol=1e-5, atol=1e-5)

@@ -10,8 +10,9 @@ The same math as the Hugging Face modules (post-layer-norm Transformer encoders)
   (``length_groups``): each group's fused q/k/v rows are gathered into a (rows, heads, width, d) grid, so a
   batch of short texts with one long one does not pay (T x T) scores for all; ``scaled_dot_product_attention``
   masks in inference, and training uses explicit scores with embtune's cheap dropout masks (``dropout.py``);
-  bf16 inference on AVX512-BF16 CPUs skips the groups: a C kernel attends inside each sequence on the token
-  rows in place (``fused.sequence_attention``; sequences of up to 256 tokens);
+  with the C kernels (``fused.py``) the groups are skipped: attention runs inside each sequence on the token
+  rows in place, in bf16 inference on AVX512-BF16 CPUs (``fused.sequence_attention``) and in training, dropout
+  and backward included (``fused.sequence_attention_train``), for sequences of up to 256 tokens;
 - q, k and v come from one fused Linear (``qkv``), so each layer runs 4 matmuls instead of 6; in bf16
   inference on CPU the other three run as oneDNN matmuls with the bias, residual add or activation fused;
 - the model's callers can concatenate all roles of a training batch into one forward
@@ -235,8 +236,13 @@ class EncoderLayer(nn.Module):
         backward then work on half the bytes.
         """
         p = self.attention_dropout if self.training else 0.0
-        if layout.segments is not None and bias is None and p == 0.0 and qkv_bias is None and qkv.dtype == torch.bfloat16:
-            return fused.sequence_attention(qkv, layout.segments, self.num_heads, 1.0 / math.sqrt(self.head_dim))
+        if layout.segments is not None and bias is None and p < 1.0:
+            scale = 1.0 / math.sqrt(self.head_dim)
+            if torch.is_grad_enabled() and qkv.dtype in (torch.float32, torch.bfloat16):
+                return fused.sequence_attention_train(qkv, layout.segments, self.num_heads, scale, p, self.training,
+                                                      bias=qkv_bias)
+            if p == 0.0 and qkv_bias is None and qkv.dtype == torch.bfloat16 and not torch.is_grad_enabled():
+                return fused.sequence_attention(qkv, layout.segments, self.num_heads, scale)
         outs = []
         for group, rows in zip(layout.groups, self._group_rows(qkv, layout), strict=True):
             n, t = group.rows, group.width
@@ -577,12 +583,17 @@ class FastEncoder(nn.Module):
         if token_type_ids is not None and hasattr(self.embeddings, "token_type_embeddings") and bool(token_type_ids.any()):
             types = layout.take(token_type_ids)
         x = self.embeddings(layout.take(input_ids), layout.take(self._positions(attention_mask)), types)
-        # bf16 inference on an AVX512-BF16 CPU: attention runs inside each sequence in place, on the real tokens'
-        # rows (fused.sequence_attention), so no layer pays for padding, empty slots or gathers. Otherwise, in
+        # With the C kernels, attention runs inside each sequence in place, on the real tokens' rows (training:
+        # fused.sequence_attention_train; bf16 inference on an AVX512-BF16 CPU: fused.sequence_attention), so no
+        # layer pays for padding, empty slots, masks or gathers. Otherwise, in
         # inference every layer works on the packed rows, no gathers in and out of each attention (~5 % of
         # encode); in training the empty slots' extra dropout and backward work cost more than the gathers
-        in_place = (not self.spec.relative_buckets and (not self.training or self.spec.attention_dropout == 0.0)
-                    and fused.can_attend_sequences(x, self.spec.num_heads, layout.lengths[-1] if layout.lengths else 0))
+        longest = layout.lengths[-1] if layout.lengths else 0
+        if torch.is_grad_enabled():  # training (or gradients in eval): attention with dropout and a backward pass
+            in_place = not self.spec.relative_buckets and fused.can_train_sequences(x, self.spec.num_heads, longest)
+        else:
+            in_place = (not self.spec.relative_buckets and (not self.training or self.spec.attention_dropout == 0.0)
+                        and fused.can_attend_sequences(x, self.spec.num_heads, longest))
         resident = None if in_place or (self.training and torch.is_grad_enabled()) else layout.make_resident()
         if resident is not None:
             x = resident.to_grid(x)

@@ -715,3 +715,333 @@ int sequence_attention(const bf16 *qkv, bf16 *out, const int64_t *seg_start, con
     free(scratch);
     return 0;
 }
+
+/* ---- training: attention inside each sequence, forward and backward (float32 or bf16 rows) ----
+
+   seq_attention_fwd: for every segment (rows start..start+len-1 of one sequence of the token matrix) and
+   head, P = softmax(scale * q k^T) over the sequence's own tokens, out = dropout(P) v, with q, k, v the head's
+   columns of the fused (rows, 3H) qkv rows plus `bias` (float32 (3H,), or NULL). P is saved (float32, segment
+   g's heads at probs + prob_off[g]) for the backward pass; the dropout mask of (token row t, head h, key j) is
+   keep(row_key(seed, t * heads + h), j), recomputed in backward. Rows of a negative-length segment get zeros.
+   seq_attention_bwd: the gradient for the qkv rows (without the bias; its gradient is the column sum).
+   All arithmetic is float32 on L1/L2-resident copies of one (sequence, head): five small matmuls (AVX-512
+   register blocks where the CPU has it and the head size is a multiple of 16; plain loops elsewhere). */
+
+#define SA_LMAX 256
+#define SA_DMAX 128
+#define SA_SLOT (SA_LMAX * SA_DMAX)  /* one (len x d) or (d x len) float matrix */
+#define SA_SQ (SA_LMAX * SA_LMAX)    /* one (len x len) float matrix */
+/* per-thread scratch: q, k, v, a transposed k or v, dO or the output, dq, dk, dv; scores, dropped-out
+   probabilities, score gradients */
+#define SA_SCRATCH ((size_t)(8 * SA_SLOT + 3 * SA_SQ) * sizeof(float))
+
+int64_t seq_attention_scratch(void) { return (int64_t)SA_SCRATCH; }
+
+INLINE void sa_load(const void *x, const int is_bf16, int64_t row, int64_t ld, int64_t col, const float *bias, int L,
+                    int d, float *dst) {
+    for (int i = 0; i < L; i++) {
+        const int64_t o = (row + i) * ld + col;
+#pragma omp simd
+        for (int e = 0; e < d; e++) dst[i * d + e] = load(x, is_bf16, o + e) + (bias ? bias[col + e] : 0.0f);
+    }
+}
+
+INLINE void sa_store(void *x, const int is_bf16, int64_t row, int64_t ld, int64_t col, int L, int d, const float *src) {
+    for (int i = 0; i < L; i++) {
+        const int64_t o = (row + i) * ld + col;
+#pragma omp simd
+        for (int e = 0; e < d; e++) store(x, is_bf16, o + e, src[i * d + e]);
+    }
+}
+
+static void sa_load_any(const void *x, int is_bf16, int64_t row, int64_t ld, int64_t col, const float *bias, int L,
+                        int d, float *dst) {
+    if (is_bf16) sa_load(x, 1, row, ld, col, bias, L, d, dst);
+    else sa_load(x, 0, row, ld, col, bias, L, d, dst);
+}
+
+static void sa_store_any(void *x, int is_bf16, int64_t row, int64_t ld, int64_t col, int L, int d, const float *src) {
+    if (is_bf16) sa_store(x, 1, row, ld, col, L, d, src);
+    else sa_store(x, 0, row, ld, col, L, d, src);
+}
+
+/* The scratch matrices of one (sequence, head). */
+typedef struct {
+    float *q, *k, *v, *t, *a, *dq, *dk, *dv, *s, *pd, *ds;
+} sa_work;
+
+static sa_work sa_slots(char *scratch, int thread) {
+    float *w = (float *)(scratch + (size_t)thread * SA_SCRATCH);
+    sa_work m = {w, w + SA_SLOT, w + 2 * SA_SLOT, w + 3 * SA_SLOT, w + 4 * SA_SLOT, w + 5 * SA_SLOT,
+                 w + 6 * SA_SLOT, w + 7 * SA_SLOT, w + 8 * SA_SLOT, w + 8 * SA_SLOT + SA_SQ, w + 8 * SA_SLOT + 2 * SA_SQ};
+    return m;
+}
+
+/* Portable loops: forward of one (sequence, head); q, k, v in m; probabilities to p_out, output to m.a. */
+static void sa_fwd_plain(sa_work m, int L, int d, float scale, float *p_out, uint64_t seed, int64_t row0,
+                         int64_t heads, int64_t h, uint32_t threshold, float dscale) {
+    float *s = m.s;
+    for (int i = 0; i < L; i++) {
+        float mx = -INFINITY;
+        for (int j = 0; j < L; j++) {
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int e = 0; e < d; e++) dot += m.q[i * d + e] * m.k[j * d + e];
+            s[j] = scale * dot;
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < L; j++) {
+            s[j] = exp_neg(s[j] - mx);
+            sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        float *pr = p_out + (int64_t)i * L, *oi = m.a + i * d;
+        const uint32_t key = row_key(seed, (row0 + i) * heads + h);
+        for (int e = 0; e < d; e++) oi[e] = 0.0f;
+        for (int j = 0; j < L; j++) {
+            pr[j] = s[j] * inv;
+            const float pd = threshold ? pr[j] * keep(key, j, threshold) * dscale : pr[j];
+#pragma omp simd
+            for (int e = 0; e < d; e++) oi[e] += pd * m.v[j * d + e];
+        }
+    }
+}
+
+/* Portable loops: backward of one (sequence, head); q, k, v and dO (in m.a) in m; gradients to m.dq/dk/dv. */
+static void sa_bwd_plain(sa_work m, int L, int d, float scale, const float *P, uint64_t seed, int64_t row0,
+                         int64_t heads, int64_t h, uint32_t threshold, float dscale) {
+    for (int e = 0; e < L * d; e++) m.dq[e] = m.dk[e] = m.dv[e] = 0.0f;
+    for (int i = 0; i < L; i++) {
+        const float *pr = P + (int64_t)i * L, *doi = m.a + i * d;
+        const uint32_t key = row_key(seed, (row0 + i) * heads + h);
+        float c = 0.0f, *dp = m.s, *dsi = m.ds + (int64_t)i * L;
+        for (int j = 0; j < L; j++) {
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int e = 0; e < d; e++) dot += doi[e] * m.v[j * d + e];
+            const float mask = threshold ? keep(key, j, threshold) * dscale : 1.0f;
+            dp[j] = dot * mask;
+            c += dp[j] * pr[j];
+            const float pd = pr[j] * mask;
+#pragma omp simd
+            for (int e = 0; e < d; e++) m.dv[j * d + e] += pd * doi[e];
+        }
+        for (int j = 0; j < L; j++) dsi[j] = scale * pr[j] * (dp[j] - c);
+    }
+    for (int i = 0; i < L; i++) {
+        const float *dsi = m.ds + (int64_t)i * L;
+        for (int j = 0; j < L; j++) {
+            const float a = dsi[j];
+#pragma omp simd
+            for (int e = 0; e < d; e++) {
+                m.dq[i * d + e] += a * m.k[j * d + e];
+                m.dk[j * d + e] += a * m.q[i * d + e];
+            }
+        }
+    }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(EMBTUNE_GENERIC)
+#define SA_VECTOR 1
+static void sa_transpose(const float *a, int L, int d, int LP, float *t) {  /* (L, d) -> (d, LP), zero padded */
+    for (int e = 0; e < d; e++) {
+        for (int j = 0; j < L; j++) t[e * LP + j] = a[j * d + e];
+        for (int j = L; j < LP; j++) t[e * LP + j] = 0.0f;
+    }
+}
+
+/* C rows a0..a0+3 (of width W floats, W a multiple of 16), vectors v0..v0+CB-1:
+   C[a][:] = sum_{b < K} A(a, b) * B[b][:], with A(a, b) = A[a * sa + b * sb]. Rows past M repeat row a0 and are
+   not stored; a register block of 4 x CB accumulators. */
+INLINE void sa_mm_block(const float *A, int64_t sa, int64_t sb, const float *B, int W, int M, int K, float *C,
+                        int a0, int v0, const int CB) {
+    __m512 acc[4][4];
+    for (int t = 0; t < 4; t++)
+        for (int c = 0; c < CB; c++) acc[t][c] = _mm512_setzero_ps();
+    const int na = M - a0 < 4 ? M - a0 : 4;
+    const float *rows[4];
+    for (int t = 0; t < 4; t++) rows[t] = A + (int64_t)(a0 + (t < na ? t : 0)) * sa;
+    for (int b = 0; b < K; b++) {
+        __m512 bv[4];
+        for (int c = 0; c < CB; c++) bv[c] = _mm512_loadu_ps(B + (int64_t)b * W + (v0 + c) * 16);
+        for (int t = 0; t < 4; t++) {
+            const __m512 av = _mm512_set1_ps(rows[t][b * sb]);
+            for (int c = 0; c < CB; c++) acc[t][c] = _mm512_fmadd_ps(av, bv[c], acc[t][c]);
+        }
+    }
+    for (int t = 0; t < na; t++)
+        for (int c = 0; c < CB; c++) _mm512_storeu_ps(C + (int64_t)(a0 + t) * W + (v0 + c) * 16, acc[t][c]);
+}
+
+static void sa_mm(const float *A, int64_t sa, int64_t sb, const float *B, int W, int M, int K, float *C) {
+    const int nv = W / 16;
+    for (int a0 = 0; a0 < M; a0 += 4) {
+        int v0 = 0;
+        for (; v0 + 4 <= nv; v0 += 4) sa_mm_block(A, sa, sb, B, W, M, K, C, a0, v0, 4);
+        for (; v0 + 2 <= nv; v0 += 2) sa_mm_block(A, sa, sb, B, W, M, K, C, a0, v0, 2);
+        for (; v0 < nv; v0++) sa_mm_block(A, sa, sb, B, W, M, K, C, a0, v0, 1);
+    }
+}
+
+/* Forward of one (sequence, head), d a multiple of 16: S = q kt, softmax, dropout, out = pd v. */
+static void sa_fwd_vec(sa_work m, int L, int d, float scale, float *p_out, uint64_t seed, int64_t row0,
+                       int64_t heads, int64_t h, uint32_t threshold, float dscale) {
+    const int LP = (L + 15) & ~15;
+    sa_transpose(m.k, L, d, LP, m.t);
+    sa_mm(m.q, d, 1, m.t, LP, L, d, m.s);
+    const __m512 vscale = _mm512_set1_ps(scale), vd = _mm512_set1_ps(dscale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < L; i++) {
+        float *si = m.s + (int64_t)i * LP, *pdi = m.pd + (int64_t)i * LP, *pr = p_out + (int64_t)i * L;
+        __m512 mx = ninf;
+        for (int j = 0; j < LP; j += 16) {
+            const __m512 x = _mm512_mask_mul_ps(ninf, tail_mask(L - j), _mm512_loadu_ps(si + j), vscale);
+            _mm512_storeu_ps(si + j, x);
+            mx = _mm512_max_ps(mx, x);
+        }
+        const __m512 vmx = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < LP; j += 16) {
+            const __m512 e = _mm512_maskz_mov_ps(tail_mask(L - j), v_exp_neg(_mm512_sub_ps(_mm512_loadu_ps(si + j), vmx)));
+            _mm512_storeu_ps(si + j, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        const uint32_t key = row_key(seed, (row0 + i) * heads + h);
+        for (int j = 0; j < LP; j += 16) {
+            const __mmask16 live = tail_mask(L - j);
+            const __m512 pv = _mm512_mul_ps(_mm512_loadu_ps(si + j), inv);
+            _mm512_mask_storeu_ps(pr + j, live, pv);
+            _mm512_storeu_ps(pdi + j, threshold ? _mm512_maskz_mul_ps(v_keep(key, j, threshold) & live, pv, vd) : pv);
+        }
+    }
+    sa_mm(m.pd, LP, 1, m.v, d, L, L, m.a);
+}
+
+/* Backward of one (sequence, head), d a multiple of 16. */
+static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *P, uint64_t seed, int64_t row0,
+                       int64_t heads, int64_t h, uint32_t threshold, float dscale) {
+    const int LP = (L + 15) & ~15;
+    sa_transpose(m.v, L, d, LP, m.t);
+    sa_mm(m.a, d, 1, m.t, LP, L, d, m.s);  /* dO v^T: the gradient of the dropped-out probabilities */
+    const __m512 vscale = _mm512_set1_ps(scale), vd = _mm512_set1_ps(dscale);
+    for (int i = 0; i < L; i++) {
+        const float *pr = P + (int64_t)i * L;
+        float *si = m.s + (int64_t)i * LP, *pdi = m.pd + (int64_t)i * LP, *dsi = m.ds + (int64_t)i * LP;
+        const uint32_t key = row_key(seed, (row0 + i) * heads + h);
+        __m512 c = _mm512_setzero_ps();
+        for (int j = 0; j < LP; j += 16) {
+            const __mmask16 live = tail_mask(L - j), kept = threshold ? v_keep(key, j, threshold) & live : live;
+            const __m512 pv = _mm512_maskz_loadu_ps(live, pr + j);
+            const __m512 dp = threshold ? _mm512_maskz_mul_ps(kept, _mm512_loadu_ps(si + j), vd)
+                                        : _mm512_maskz_mov_ps(live, _mm512_loadu_ps(si + j));
+            _mm512_storeu_ps(si + j, dp);
+            _mm512_storeu_ps(pdi + j, threshold ? _mm512_maskz_mul_ps(kept, pv, vd) : pv);
+            c = _mm512_fmadd_ps(dp, pv, c);
+        }
+        const __m512 vc = _mm512_set1_ps(_mm512_reduce_add_ps(c));
+        for (int j = 0; j < LP; j += 16) {
+            const __m512 pv = _mm512_maskz_loadu_ps(tail_mask(L - j), pr + j);
+            _mm512_storeu_ps(dsi + j, _mm512_mul_ps(vscale, _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(si + j), vc))));
+        }
+    }
+    sa_mm(m.pd, 1, LP, m.a, d, L, L, m.dv);  /* pd^T dO */
+    sa_mm(m.ds, LP, 1, m.k, d, L, L, m.dq);  /* ds k */
+    sa_mm(m.ds, 1, LP, m.q, d, L, L, m.dk);  /* ds^T q */
+}
+#endif
+
+void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *probs,
+                       const int64_t *seg_start, const int64_t *seg_len, const int64_t *prob_off, int64_t segments,
+                       int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels, float dscale,
+                       char *scratch, int threads) {
+    const int d = (int)(H / heads);
+    const uint32_t threshold = levels << 16;
+    const size_t elem = is_bf16 ? 2 : 4;
+#pragma omp parallel num_threads(threads)
+    {
+        const sa_work m = sa_slots(scratch, omp_get_thread_num());
+#pragma omp for schedule(dynamic, 8) collapse(2)
+        for (int64_t g = 0; g < segments; g++) {
+            for (int64_t h = 0; h < heads; h++) {
+                const int64_t start = seg_start[g];
+                const int L = (int)seg_len[g];
+                if (L <= 0) {
+                    if (h == 0) memset((char *)out + (size_t)(start * H) * elem, 0, (size_t)(-L) * (size_t)H * elem);
+                    continue;
+                }
+                sa_load_any(qkv, is_bf16, start, 3 * H, h * d, bias, L, d, m.q);
+                sa_load_any(qkv, is_bf16, start, 3 * H, H + h * d, bias, L, d, m.k);
+                sa_load_any(qkv, is_bf16, start, 3 * H, 2 * H + h * d, bias, L, d, m.v);
+                float *p_out = probs + prob_off[g] + h * (int64_t)L * L;
+#ifdef SA_VECTOR
+                if (d % 16 == 0) sa_fwd_vec(m, L, d, scale, p_out, seed, start, heads, h, threshold, dscale);
+                else
+#endif
+                    sa_fwd_plain(m, L, d, scale, p_out, seed, start, heads, h, threshold, dscale);
+                sa_store_any(out, is_bf16, start, H, h * d, L, d, m.a);
+            }
+        }
+    }
+}
+
+void seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const void *dout, const float *probs,
+                       void *dqkv, const int64_t *seg_start, const int64_t *seg_len, const int64_t *prob_off,
+                       int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels,
+                       float dscale, char *scratch, int threads) {
+    const int d = (int)(H / heads);
+    const uint32_t threshold = levels << 16;
+    const size_t elem = is_bf16 ? 2 : 4;
+#pragma omp parallel num_threads(threads)
+    {
+        const sa_work m = sa_slots(scratch, omp_get_thread_num());
+#pragma omp for schedule(dynamic, 8) collapse(2)
+        for (int64_t g = 0; g < segments; g++) {
+            for (int64_t h = 0; h < heads; h++) {
+                const int64_t start = seg_start[g];
+                const int L = (int)seg_len[g];
+                if (L <= 0) {
+                    if (h == 0) memset((char *)dqkv + (size_t)(start * 3 * H) * elem, 0, (size_t)(-L) * 3 * (size_t)H * elem);
+                    continue;
+                }
+                sa_load_any(qkv, is_bf16, start, 3 * H, h * d, bias, L, d, m.q);
+                sa_load_any(qkv, is_bf16, start, 3 * H, H + h * d, bias, L, d, m.k);
+                sa_load_any(qkv, is_bf16, start, 3 * H, 2 * H + h * d, bias, L, d, m.v);
+                sa_load_any(dout, is_bf16, start, H, h * d, NULL, L, d, m.a);
+                const float *P = probs + prob_off[g] + h * (int64_t)L * L;
+#ifdef SA_VECTOR
+                if (d % 16 == 0) sa_bwd_vec(m, L, d, scale, P, seed, start, heads, h, threshold, dscale);
+                else
+#endif
+                    sa_bwd_plain(m, L, d, scale, P, seed, start, heads, h, threshold, dscale);
+                sa_store_any(dqkv, is_bf16, start, 3 * H, h * d, L, d, m.dq);
+                sa_store_any(dqkv, is_bf16, start, 3 * H, H + h * d, L, d, m.dk);
+                sa_store_any(dqkv, is_bf16, start, 3 * H, 2 * H + h * d, L, d, m.dv);
+            }
+        }
+    }
+}
+
+/* out[c] = sum over rows of x[r][c] (float32 sums in row order; bf16 or float32 x): the bias gradient of
+   seq_attention_bwd's qkv rows. Column chunks are split over the threads, so the result does not depend on
+   the thread count. */
+INLINE void column_chunk(const void *x, const int is_bf16, int64_t rows, int64_t cols, int64_t lo, int64_t hi,
+                         float *out) {
+    float acc[64];
+    for (int64_t c = lo; c < hi; c++) acc[c - lo] = 0.0f;
+    for (int64_t r = 0; r < rows; r++) {
+#pragma omp simd
+        for (int64_t c = lo; c < hi; c++) acc[c - lo] += load(x, is_bf16, r * cols + c);
+    }
+    for (int64_t c = lo; c < hi; c++) out[c] = acc[c - lo];
+}
+
+void column_sums(const void *x, int is_bf16, int64_t rows, int64_t cols, float *out, int threads) {
+    const int64_t chunks = (cols + 63) / 64;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t k = 0; k < chunks; k++) {
+        const int64_t lo = k * 64, hi = lo + 64 < cols ? lo + 64 : cols;
+        if (is_bf16) column_chunk(x, 1, rows, cols, lo, hi, out);
+        else column_chunk(x, 0, rows, cols, lo, hi, out);
+    }
+}
