@@ -363,8 +363,9 @@ def _eager_sequence_attention(qkv, bias, segments, heads, scale, masks=None):
     return torch.cat(parts)
 
 
+@pytest.mark.parametrize("keep_probs", [True, False], ids=["saved", "recomputed"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_sequence_attention_train_equals_eager_attention_and_its_gradients(dtype, kernels):
+def test_sequence_attention_train_equals_eager_attention_and_its_gradients(dtype, keep_probs, kernels):
     heads, d = 3, 32
     lengths, gaps = [1, 5, 16, 17, 40, 3], [0, 2, 0, 0, 0, 4]
     segments, rows = _segments(lengths, gaps)
@@ -372,7 +373,7 @@ def test_sequence_attention_train_equals_eager_attention_and_its_gradients(dtype
     qkv = (torch.randn(rows, 3 * heads * d) * 1.5).to(dtype).requires_grad_()
     bias = (torch.randn(3 * heads * d) * 0.2).requires_grad_()
     grad = torch.randn(rows, heads * d)
-    out = fused.sequence_attention_train(qkv, segments, heads, d ** -0.5, 0.0, True, bias=bias)
+    out = fused.sequence_attention_train(qkv, segments, heads, d ** -0.5, 0.0, True, bias=bias, keep_probs=keep_probs)
     assert out.dtype == dtype
     dq, db = torch.autograd.grad(out, (qkv, bias), grad.to(dtype))
     ref = _eager_sequence_attention(qkv, bias, segments, heads, d ** -0.5)
@@ -388,7 +389,8 @@ def test_sequence_attention_train_equals_eager_attention_and_its_gradients(dtype
     assert all(float(out.detach()[s].abs().sum()) == 0 and float(dq[s].abs().sum()) == 0 for s in spare)
 
 
-def test_sequence_attention_train_dropout_is_the_eager_math_on_its_mask(kernels):
+@pytest.mark.parametrize("keep_probs", [True, False], ids=["saved", "recomputed"])
+def test_sequence_attention_train_dropout_is_the_eager_math_on_its_mask(keep_probs, kernels):
     """Recover the kernel's dropout mask (zero q and k: uniform probabilities; one-hot values), then check
     forward and backward against eager ops with that mask and the same seed."""
     heads, d, p = 2, 32, 0.25
@@ -414,7 +416,7 @@ def test_sequence_attention_train_dropout_is_the_eager_math_on_its_mask(kernels)
     qkv = torch.randn(rows, 3 * hidden).requires_grad_()
     grad = torch.randn(rows, hidden)
     torch.manual_seed(5)  # the same seed draw: the same masks
-    out = fused.sequence_attention_train(qkv, segments, heads, d ** -0.5, p, True)
+    out = fused.sequence_attention_train(qkv, segments, heads, d ** -0.5, p, True, keep_probs=keep_probs)
     (dq,) = torch.autograd.grad(out, qkv, grad)
     ref = _eager_sequence_attention(qkv, None, segments, heads, d ** -0.5, masks)
     (rq,) = torch.autograd.grad(ref, qkv, grad)

@@ -720,9 +720,12 @@ int sequence_attention(const bf16 *qkv, bf16 *out, const int64_t *seg_start, con
 
    seq_attention_fwd: for every segment (rows start..start+len-1 of one sequence of the token matrix) and
    head, P = softmax(scale * q k^T) over the sequence's own tokens, out = dropout(P) v, with q, k, v the head's
-   columns of the fused (rows, 3H) qkv rows plus `bias` (float32 (3H,), or NULL). P is saved (float32, segment
-   g's heads at probs + prob_off[g]) for the backward pass; the dropout mask of (token row t, head h, key j) is
-   keep(row_key(seed, t * heads + h), j), recomputed in backward. Rows of a negative-length segment get zeros.
+   columns of the fused (rows, 3H) qkv rows plus `bias` (float32 (3H,), or NULL). The log of each softmax row's
+   normaliser is saved (lse, float32 (rows, heads)), and P itself when `probs` is not NULL (float32, segment g's
+   heads at probs + prob_off[g]); without P the backward pass recomputes it from q, k and lse (one more small
+   matmul instead of heads x len x len floats per sequence: the caller keeps P for short sequences only). The
+   dropout mask of (token row t, head h, key j) is keep(row_key(seed, t * heads + h), j), recomputed in backward.
+   Rows of a negative-length segment get zeros.
    seq_attention_bwd: the gradient for the qkv rows (without the bias; its gradient is the column sum).
    All arithmetic is float32 on L1/L2-resident copies of one (sequence, head): five small matmuls (AVX-512
    register blocks where the CPU has it and the head size is a multiple of 16; plain loops elsewhere). */
@@ -777,8 +780,8 @@ static sa_work sa_slots(char *scratch, int thread) {
     return m;
 }
 
-/* Portable loops: forward of one (sequence, head); q, k, v in m; probabilities to p_out, output to m.a. */
-static void sa_fwd_plain(sa_work m, int L, int d, float scale, float *p_out, uint64_t seed, int64_t row0,
+/* Portable loops: forward of one (sequence, head); q, k, v in m; output to m.a, log normalisers to lse. */
+static void sa_fwd_plain(sa_work m, int L, int d, float scale, float *lse, float *P, uint64_t seed, int64_t row0,
                          int64_t heads, int64_t h, uint32_t threshold, float dscale) {
     float *s = m.s;
     for (int i = 0; i < L; i++) {
@@ -796,12 +799,14 @@ static void sa_fwd_plain(sa_work m, int L, int d, float scale, float *p_out, uin
             sum += s[j];
         }
         const float inv = 1.0f / sum;
-        float *pr = p_out + (int64_t)i * L, *oi = m.a + i * d;
+        lse[(row0 + i) * heads + h] = mx + logf(sum);
+        float *oi = m.a + i * d;
         const uint32_t key = row_key(seed, (row0 + i) * heads + h);
         for (int e = 0; e < d; e++) oi[e] = 0.0f;
         for (int j = 0; j < L; j++) {
-            pr[j] = s[j] * inv;
-            const float pd = threshold ? pr[j] * keep(key, j, threshold) * dscale : pr[j];
+            const float pj = s[j] * inv;
+            if (P) P[(int64_t)i * L + j] = pj;
+            const float pd = threshold ? pj * keep(key, j, threshold) * dscale : pj;
 #pragma omp simd
             for (int e = 0; e < d; e++) oi[e] += pd * m.v[j * d + e];
         }
@@ -809,11 +814,20 @@ static void sa_fwd_plain(sa_work m, int L, int d, float scale, float *p_out, uin
 }
 
 /* Portable loops: backward of one (sequence, head); q, k, v and dO (in m.a) in m; gradients to m.dq/dk/dv. */
-static void sa_bwd_plain(sa_work m, int L, int d, float scale, const float *P, uint64_t seed, int64_t row0,
-                         int64_t heads, int64_t h, uint32_t threshold, float dscale) {
+static void sa_bwd_plain(sa_work m, int L, int d, float scale, const float *lse, const float *P, uint64_t seed,
+                         int64_t row0, int64_t heads, int64_t h, uint32_t threshold, float dscale) {
     for (int e = 0; e < L * d; e++) m.dq[e] = m.dk[e] = m.dv[e] = 0.0f;
     for (int i = 0; i < L; i++) {
-        const float *pr = P + (int64_t)i * L, *doi = m.a + i * d;
+        float *pr = m.pd;  /* this row's probabilities, saved or recomputed */
+        const float li = lse[(row0 + i) * heads + h];
+        for (int j = 0; j < L && P; j++) pr[j] = P[(int64_t)i * L + j];
+        for (int j = 0; j < L && !P; j++) {
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int e = 0; e < d; e++) dot += m.q[i * d + e] * m.k[j * d + e];
+            pr[j] = exp_neg(scale * dot - li);
+        }
+        const float *doi = m.a + i * d;
         const uint32_t key = row_key(seed, (row0 + i) * heads + h);
         float c = 0.0f, *dp = m.s, *dsi = m.ds + (int64_t)i * L;
         for (int j = 0; j < L; j++) {
@@ -885,14 +899,14 @@ static void sa_mm(const float *A, int64_t sa, int64_t sb, const float *B, int W,
 }
 
 /* Forward of one (sequence, head), d a multiple of 16: S = q kt, softmax, dropout, out = pd v. */
-static void sa_fwd_vec(sa_work m, int L, int d, float scale, float *p_out, uint64_t seed, int64_t row0,
+static void sa_fwd_vec(sa_work m, int L, int d, float scale, float *lse, float *P, uint64_t seed, int64_t row0,
                        int64_t heads, int64_t h, uint32_t threshold, float dscale) {
     const int LP = (L + 15) & ~15;
     sa_transpose(m.k, L, d, LP, m.t);
     sa_mm(m.q, d, 1, m.t, LP, L, d, m.s);
     const __m512 vscale = _mm512_set1_ps(scale), vd = _mm512_set1_ps(dscale), ninf = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < L; i++) {
-        float *si = m.s + (int64_t)i * LP, *pdi = m.pd + (int64_t)i * LP, *pr = p_out + (int64_t)i * L;
+        float *si = m.s + (int64_t)i * LP, *pdi = m.pd + (int64_t)i * LP;
         __m512 mx = ninf;
         for (int j = 0; j < LP; j += 16) {
             const __m512 x = _mm512_mask_mul_ps(ninf, tail_mask(L - j), _mm512_loadu_ps(si + j), vscale);
@@ -906,12 +920,14 @@ static void sa_fwd_vec(sa_work m, int L, int d, float scale, float *p_out, uint6
             _mm512_storeu_ps(si + j, e);
             sum = _mm512_add_ps(sum, e);
         }
-        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        const float total = _mm512_reduce_add_ps(sum);
+        const __m512 inv = _mm512_set1_ps(1.0f / total);
+        lse[(row0 + i) * heads + h] = _mm512_reduce_max_ps(mx) + logf(total);
         const uint32_t key = row_key(seed, (row0 + i) * heads + h);
         for (int j = 0; j < LP; j += 16) {
             const __mmask16 live = tail_mask(L - j);
             const __m512 pv = _mm512_mul_ps(_mm512_loadu_ps(si + j), inv);
-            _mm512_mask_storeu_ps(pr + j, live, pv);
+            if (P) _mm512_mask_storeu_ps(P + (int64_t)i * L + j, live, pv);
             _mm512_storeu_ps(pdi + j, threshold ? _mm512_maskz_mul_ps(v_keep(key, j, threshold) & live, pv, vd) : pv);
         }
     }
@@ -919,20 +935,27 @@ static void sa_fwd_vec(sa_work m, int L, int d, float scale, float *p_out, uint6
 }
 
 /* Backward of one (sequence, head), d a multiple of 16. */
-static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *P, uint64_t seed, int64_t row0,
-                       int64_t heads, int64_t h, uint32_t threshold, float dscale) {
+static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *lse, const float *P, uint64_t seed,
+                       int64_t row0, int64_t heads, int64_t h, uint32_t threshold, float dscale) {
     const int LP = (L + 15) & ~15;
+    if (!P) {
+        sa_transpose(m.k, L, d, LP, m.t);
+        sa_mm(m.q, d, 1, m.t, LP, L, d, m.ds);  /* the scores again, into ds (then P, then the score gradients) */
+    }
     sa_transpose(m.v, L, d, LP, m.t);
     sa_mm(m.a, d, 1, m.t, LP, L, d, m.s);  /* dO v^T: the gradient of the dropped-out probabilities */
     const __m512 vscale = _mm512_set1_ps(scale), vd = _mm512_set1_ps(dscale);
     for (int i = 0; i < L; i++) {
-        const float *pr = P + (int64_t)i * L;
         float *si = m.s + (int64_t)i * LP, *pdi = m.pd + (int64_t)i * LP, *dsi = m.ds + (int64_t)i * LP;
+        const float *pr = dsi;
+        const __m512 li = _mm512_set1_ps(lse[(row0 + i) * heads + h]);
         const uint32_t key = row_key(seed, (row0 + i) * heads + h);
         __m512 c = _mm512_setzero_ps();
         for (int j = 0; j < LP; j += 16) {
             const __mmask16 live = tail_mask(L - j), kept = threshold ? v_keep(key, j, threshold) & live : live;
-            const __m512 pv = _mm512_maskz_loadu_ps(live, pr + j);
+            const __m512 pv = P ? _mm512_maskz_loadu_ps(live, P + (int64_t)i * L + j)
+                                : _mm512_maskz_mov_ps(live, v_exp_neg(_mm512_fmsub_ps(_mm512_loadu_ps(dsi + j), vscale, li)));
+            _mm512_storeu_ps(dsi + j, pv);  /* P, read again below to form the score gradient in place */
             const __m512 dp = threshold ? _mm512_maskz_mul_ps(kept, _mm512_loadu_ps(si + j), vd)
                                         : _mm512_maskz_mov_ps(live, _mm512_loadu_ps(si + j));
             _mm512_storeu_ps(si + j, dp);
@@ -941,7 +964,7 @@ static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *P, uin
         }
         const __m512 vc = _mm512_set1_ps(_mm512_reduce_add_ps(c));
         for (int j = 0; j < LP; j += 16) {
-            const __m512 pv = _mm512_maskz_loadu_ps(tail_mask(L - j), pr + j);
+            const __m512 pv = _mm512_loadu_ps(pr + j);
             _mm512_storeu_ps(dsi + j, _mm512_mul_ps(vscale, _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(si + j), vc))));
         }
     }
@@ -951,8 +974,8 @@ static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *P, uin
 }
 #endif
 
-void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *probs,
-                       const int64_t *seg_start, const int64_t *seg_len, const int64_t *prob_off, int64_t segments,
+void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *lse, float *probs,
+                       const int64_t *prob_off, const int64_t *seg_start, const int64_t *seg_len, int64_t segments,
                        int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels, float dscale,
                        char *scratch, int threads) {
     const int d = (int)(H / heads);
@@ -973,21 +996,21 @@ void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *ou
                 sa_load_any(qkv, is_bf16, start, 3 * H, h * d, bias, L, d, m.q);
                 sa_load_any(qkv, is_bf16, start, 3 * H, H + h * d, bias, L, d, m.k);
                 sa_load_any(qkv, is_bf16, start, 3 * H, 2 * H + h * d, bias, L, d, m.v);
-                float *p_out = probs + prob_off[g] + h * (int64_t)L * L;
+                float *P = probs ? probs + prob_off[g] + h * (int64_t)L * L : NULL;
 #ifdef SA_VECTOR
-                if (d % 16 == 0) sa_fwd_vec(m, L, d, scale, p_out, seed, start, heads, h, threshold, dscale);
+                if (d % 16 == 0) sa_fwd_vec(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
                 else
 #endif
-                    sa_fwd_plain(m, L, d, scale, p_out, seed, start, heads, h, threshold, dscale);
+                    sa_fwd_plain(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
                 sa_store_any(out, is_bf16, start, H, h * d, L, d, m.a);
             }
         }
     }
 }
 
-void seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const void *dout, const float *probs,
-                       void *dqkv, const int64_t *seg_start, const int64_t *seg_len, const int64_t *prob_off,
-                       int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels,
+void seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const void *dout, const float *lse,
+                       const float *probs, const int64_t *prob_off, void *dqkv, const int64_t *seg_start,
+                       const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels,
                        float dscale, char *scratch, int threads) {
     const int d = (int)(H / heads);
     const uint32_t threshold = levels << 16;
@@ -1008,12 +1031,12 @@ void seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const vo
                 sa_load_any(qkv, is_bf16, start, 3 * H, H + h * d, bias, L, d, m.k);
                 sa_load_any(qkv, is_bf16, start, 3 * H, 2 * H + h * d, bias, L, d, m.v);
                 sa_load_any(dout, is_bf16, start, H, h * d, NULL, L, d, m.a);
-                const float *P = probs + prob_off[g] + h * (int64_t)L * L;
+                const float *P = probs ? probs + prob_off[g] + h * (int64_t)L * L : NULL;
 #ifdef SA_VECTOR
-                if (d % 16 == 0) sa_bwd_vec(m, L, d, scale, P, seed, start, heads, h, threshold, dscale);
+                if (d % 16 == 0) sa_bwd_vec(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
                 else
 #endif
-                    sa_bwd_plain(m, L, d, scale, P, seed, start, heads, h, threshold, dscale);
+                    sa_bwd_plain(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
                 sa_store_any(dqkv, is_bf16, start, 3 * H, h * d, L, d, m.dq);
                 sa_store_any(dqkv, is_bf16, start, 3 * H, H + h * d, L, d, m.dk);
                 sa_store_any(dqkv, is_bf16, start, 3 * H, 2 * H + h * d, L, d, m.dv);
