@@ -280,8 +280,8 @@ def softmax_dropout(scores: Tensor, bias: Tensor | None, scale: float, p: float,
     return _SoftmaxDropout.apply(scores, bias, float(scale), float(p), bool(training))
 
 
-SEQUENCE_ATTENTION_MAX = 256  # longest sequence and largest head size (a multiple of 32)
-SEQUENCE_ATTENTION_DIM = 128  # that ``sequence_attention`` covers (fused_kernels.c: ATT_LMAX, ATT_DMAX)
+SEQUENCE_ATTENTION_MAX = 256  # longest sequence and largest head size that ``sequence_attention`` and
+SEQUENCE_ATTENTION_DIM = 128  # ``sequence_attention_train`` cover (fused_kernels.c: ATT_/SA_ LMAX, DMAX)
 
 
 def can_attend_sequences(x: Tensor, heads: int, longest: int) -> bool:
@@ -421,16 +421,13 @@ def scale(grads: list[Tensor], coef: float) -> None:
     kernels().scale_all(ptrs, lens, n, where, coef, _threads())
 
 
-TRAIN_ATTENTION_MAX = 256  # longest sequence and largest head size of ``sequence_attention_train``
-TRAIN_ATTENTION_DIM = 128  # (fused_kernels.c: SA_LMAX, SA_DMAX)
-
 
 def can_train_sequences(x: Tensor, heads: int, longest: int) -> bool:
     """Whether ``sequence_attention_train`` covers a forward over these (tokens, H) CPU rows: sequences of up to
     256 tokens, heads of up to 128 values."""
     d = x.shape[-1] // heads
     return (kernels() is not None and x.device.type == "cpu" and x.dim() == 2 and d * heads == x.shape[-1]
-            and d <= TRAIN_ATTENTION_DIM and 0 < longest <= TRAIN_ATTENTION_MAX)
+            and d <= SEQUENCE_ATTENTION_DIM and 0 < longest <= SEQUENCE_ATTENTION_MAX)
 
 
 def _scratch(lib) -> Tensor:
@@ -468,9 +465,8 @@ class _SequenceAttention(torch.autograd.Function):
         scratch = _scratch(lib)
         lib.seq_attention_bwd(qkv.data_ptr(), int(qkv.dtype == torch.bfloat16), _ptr(bias), dout.data_ptr(),
                               lse.data_ptr(), _ptr(probs), _ptr(prob_off), dqkv.data_ptr(), segments[0].data_ptr(),
-                              segments[1].data_ptr(),
-                              segments.shape[1], dout.shape[1], heads, scale, seed, levels, dscale,
-                              scratch.data_ptr(), _threads())
+                              segments[1].data_ptr(), segments.shape[1], dout.shape[1], heads, scale, seed, levels,
+                              dscale, scratch.data_ptr(), _threads())
         dbias = None
         if bias is not None and ctx.needs_input_grad[1]:  # torch's sum over rows of bf16 cost 0.3 ms per layer
             dbias = torch.empty(dqkv.shape[1])
@@ -484,14 +480,14 @@ def sequence_attention_train(qkv: Tensor, segments: Tensor, heads: int, scale: f
     """Attention inside each sequence with dropout, differentiable: (rows, 3H) float32 or bf16 fused q/k/v rows
     (plus ``bias``, float32 (3H,), when their matmul ran without it) -> (rows, H) in their dtype. ``segments`` as
     for ``sequence_attention``. The probabilities are kept for backward (float32, heads x len x len per sequence)
-    while they take no more memory than the qkv rows themselves, i.e. for short sequences (~100 tokens with 12
-    heads of 32); past that only each softmax row's log normaliser is kept and backward recomputes them (one more
-    small matmul: 0.4 ms of a 2.6 ms layer on SNLI-length texts). The dropout mask of (token row, head, key) is a
+    while they take no more bytes than the qkv rows themselves, i.e. for short sequences (with 12 heads of 32:
+    up to ~96 tokens in float32, ~48 in bf16); past that only each softmax row's log normaliser is kept and
+    backward recomputes them (one more small matmul: 0.4 ms of a 2.6 ms layer on SNLI-length texts). The dropout mask of (token row, head, key) is a
     hash of the seed (one draw of torch's generator per call), recomputed in backward."""
     lengths = segments[1].clamp(min=0)
     sizes = heads * lengths * lengths
     size = int(sizes.sum())
-    save = size <= qkv.numel() if keep_probs is None else keep_probs  # keep_probs: force either way (tests)
+    save = 4 * size <= qkv.numel() * qkv.element_size() if keep_probs is None else keep_probs  # forced in tests
     prob_off = (torch.cumsum(sizes, 0) - sizes).contiguous() if save else None
     return _SequenceAttention.apply(qkv, bias, segments, prob_off, size if save else 0, heads, float(scale), float(p),
                                     bool(training))
