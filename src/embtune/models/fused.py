@@ -15,7 +15,7 @@ sequence on the unpadded token rows, each sequence's own (len x len) scores in f
 into padded or packed grids: a bf16 SNLI step 11 % faster, 3,000 STS-B sentences encode 24-33 % faster.
 
 The C file is compiled on first use with the system's C compiler (``$CC``, ``cc`` or ``gcc``; ``-O3
--march=native -fopenmp``, ~1 s) into ``$EMBTUNE_CACHE`` (default ``~/.cache/embtune``)/kernels, keyed by the
+-march=native -fopenmp``, ~2 s) into ``$EMBTUNE_CACHE`` (default ``~/.cache/embtune``)/kernels, keyed by the
 source, the compiler, the flags and the CPU; it runs on the OpenMP runtime torch already loaded, with torch's
 thread count. Without a compiler, with ``EMBTUNE_FUSED_KERNELS=0``, when the cache cannot be written, off CPU,
 or for inputs the kernels do not cover, the fast encoder runs the same math as torch ops (logged once).
