@@ -974,13 +974,16 @@ static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *lse, c
 }
 #endif
 
-void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *lse, float *probs,
-                       const int64_t *prob_off, const int64_t *seg_start, const int64_t *seg_len, int64_t segments,
-                       int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels, float dscale,
-                       char *scratch, int threads) {
+/* The loop both passes share: every (segment, head) of the rows, or zeros in the target rows (`out`, H wide,
+   forward; `dqkv`, 3H wide, backward) of a negative-length segment. */
+static void sa_run(const int backward, const void *qkv, int is_bf16, const float *bias, const void *dout, float *lse,
+                   float *probs, const int64_t *prob_off, void *target, const int64_t *seg_start,
+                   const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed,
+                   uint32_t levels, float dscale, char *scratch, int threads) {
     const int d = (int)(H / heads);
     const uint32_t threshold = levels << 16;
     const size_t elem = is_bf16 ? 2 : 4;
+    const int64_t width = backward ? 3 * H : H;
 #pragma omp parallel num_threads(threads)
     {
         const sa_work m = sa_slots(scratch, omp_get_thread_num());
@@ -990,59 +993,50 @@ void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *ou
                 const int64_t start = seg_start[g];
                 const int L = (int)seg_len[g];
                 if (L <= 0) {
-                    if (h == 0) memset((char *)out + (size_t)(start * H) * elem, 0, (size_t)(-L) * (size_t)H * elem);
+                    if (h == 0) memset((char *)target + (size_t)(start * width) * elem, 0, (size_t)(-L * width) * elem);
                     continue;
                 }
                 sa_load_any(qkv, is_bf16, start, 3 * H, h * d, bias, L, d, m.q);
                 sa_load_any(qkv, is_bf16, start, 3 * H, H + h * d, bias, L, d, m.k);
                 sa_load_any(qkv, is_bf16, start, 3 * H, 2 * H + h * d, bias, L, d, m.v);
                 float *P = probs ? probs + prob_off[g] + h * (int64_t)L * L : NULL;
+                if (backward) {
+                    sa_load_any(dout, is_bf16, start, H, h * d, NULL, L, d, m.a);
 #ifdef SA_VECTOR
-                if (d % 16 == 0) sa_fwd_vec(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
-                else
+                    if (d % 16 == 0) sa_bwd_vec(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
+                    else
 #endif
-                    sa_fwd_plain(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
-                sa_store_any(out, is_bf16, start, H, h * d, L, d, m.a);
+                        sa_bwd_plain(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
+                    sa_store_any(target, is_bf16, start, 3 * H, h * d, L, d, m.dq);
+                    sa_store_any(target, is_bf16, start, 3 * H, H + h * d, L, d, m.dk);
+                    sa_store_any(target, is_bf16, start, 3 * H, 2 * H + h * d, L, d, m.dv);
+                } else {
+#ifdef SA_VECTOR
+                    if (d % 16 == 0) sa_fwd_vec(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
+                    else
+#endif
+                        sa_fwd_plain(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
+                    sa_store_any(target, is_bf16, start, H, h * d, L, d, m.a);
+                }
             }
         }
     }
 }
 
+void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *lse, float *probs,
+                       const int64_t *prob_off, const int64_t *seg_start, const int64_t *seg_len, int64_t segments,
+                       int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels, float dscale,
+                       char *scratch, int threads) {
+    sa_run(0, qkv, is_bf16, bias, NULL, lse, probs, prob_off, out, seg_start, seg_len, segments, H, heads, scale,
+           seed, levels, dscale, scratch, threads);
+}
+
 void seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const void *dout, const float *lse,
                        const float *probs, const int64_t *prob_off, void *dqkv, const int64_t *seg_start,
-                       const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels,
-                       float dscale, char *scratch, int threads) {
-    const int d = (int)(H / heads);
-    const uint32_t threshold = levels << 16;
-    const size_t elem = is_bf16 ? 2 : 4;
-#pragma omp parallel num_threads(threads)
-    {
-        const sa_work m = sa_slots(scratch, omp_get_thread_num());
-#pragma omp for schedule(dynamic, 8) collapse(2)
-        for (int64_t g = 0; g < segments; g++) {
-            for (int64_t h = 0; h < heads; h++) {
-                const int64_t start = seg_start[g];
-                const int L = (int)seg_len[g];
-                if (L <= 0) {
-                    if (h == 0) memset((char *)dqkv + (size_t)(start * 3 * H) * elem, 0, (size_t)(-L) * 3 * (size_t)H * elem);
-                    continue;
-                }
-                sa_load_any(qkv, is_bf16, start, 3 * H, h * d, bias, L, d, m.q);
-                sa_load_any(qkv, is_bf16, start, 3 * H, H + h * d, bias, L, d, m.k);
-                sa_load_any(qkv, is_bf16, start, 3 * H, 2 * H + h * d, bias, L, d, m.v);
-                sa_load_any(dout, is_bf16, start, H, h * d, NULL, L, d, m.a);
-                const float *P = probs ? probs + prob_off[g] + h * (int64_t)L * L : NULL;
-#ifdef SA_VECTOR
-                if (d % 16 == 0) sa_bwd_vec(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
-                else
-#endif
-                    sa_bwd_plain(m, L, d, scale, lse, P, seed, start, heads, h, threshold, dscale);
-                sa_store_any(dqkv, is_bf16, start, 3 * H, h * d, L, d, m.dq);
-                sa_store_any(dqkv, is_bf16, start, 3 * H, H + h * d, L, d, m.dk);
-                sa_store_any(dqkv, is_bf16, start, 3 * H, 2 * H + h * d, L, d, m.dv);
-            }
-        }
-    }
+                       const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed,
+                       uint32_t levels, float dscale, char *scratch, int threads) {
+    sa_run(1, qkv, is_bf16, bias, dout, (float *)lse, (float *)probs, prob_off, dqkv, seg_start, seg_len, segments,
+           H, heads, scale, seed, levels, dscale, scratch, threads);
 }
 
 /* out[c] = sum over rows of x[r][c] (float32 sums in row order; bf16 or float32 x): the bias gradient of
