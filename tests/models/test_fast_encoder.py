@@ -406,3 +406,24 @@ def test_training_attention_kernel_with_vector_heads_matches_hugging_face(arch, 
         expected = torch.cat([hf_params[n].grad for n in name_map(fast)[name]])
         scale = expected.abs().max().clamp(min=1e-12)
         assert ((param.grad - expected).abs().max() / scale) <= 1e-4, name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fp32_inference_attends_in_place_and_matches_hugging_face(arch, monkeypatch):
+    """float32 inference runs the training kernel's forward pass on the token rows in place (no packing)."""
+    from embtune.models import fused
+
+    if fused.kernels() is None:
+        pytest.skip("no C compiler: the kernels cannot be built")
+    hf = _tiny(arch).eval()
+    fast = from_hf(copy.deepcopy(hf)).eval()
+    calls = []
+    real = fused.sequence_attention_train
+    monkeypatch.setattr(fused, "sequence_attention_train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    features = _batch([7, 3, 12, 1, 40, 9], _pad_id(hf))
+    mask = features["attention_mask"].bool()
+    with torch.inference_mode():
+        ours = fast(features["input_ids"], features["attention_mask"])
+        theirs = _hf_hidden(hf, features)
+    assert len(calls) == (0 if arch == "mpnet" else LAYERS)  # MPNet's position bias: torch's attention
+    assert (ours[mask] - theirs[mask]).abs().max() <= 1e-5

@@ -12,7 +12,8 @@ The same math as the Hugging Face modules (post-layer-norm Transformer encoders)
   masks in inference, and training uses explicit scores with embtune's cheap dropout masks (``dropout.py``);
   with the C kernels (``fused.py``) the groups are skipped: attention runs inside each sequence on the token
   rows in place, in bf16 inference on AVX512-BF16 CPUs (``fused.sequence_attention``) and in training, dropout
-  and backward included (``fused.sequence_attention_train``), for sequences of up to 256 tokens;
+  and backward included, and float32 inference (``fused.sequence_attention_train``), for sequences of up to
+  256 tokens;
 - q, k and v come from one fused Linear (``qkv``), so each layer runs 4 matmuls instead of 6; in bf16
   inference on CPU the other three run as oneDNN matmuls with the bias, residual add or activation fused;
 - the model's callers can concatenate all roles of a training batch into one forward
@@ -243,6 +244,9 @@ class EncoderLayer(nn.Module):
                                                       bias=qkv_bias)
             if p == 0.0 and qkv_bias is None and qkv.dtype == torch.bfloat16 and not torch.is_grad_enabled():
                 return fused.sequence_attention(qkv, layout.segments, self.num_heads, scale)
+            if p == 0.0 and qkv.dtype == torch.float32 and not torch.is_grad_enabled():
+                return fused.sequence_attention_train(qkv, layout.segments, self.num_heads, scale, 0.0, False,
+                                                      bias=qkv_bias, keep_probs=False)
         outs = []
         for group, rows in zip(layout.groups, self._group_rows(qkv, layout), strict=True):
             n, t = group.rows, group.width
@@ -591,9 +595,11 @@ class FastEncoder(nn.Module):
         longest = layout.lengths[-1] if layout.lengths else 0
         if torch.is_grad_enabled():  # training (or gradients in eval): attention with dropout and a backward pass
             in_place = not self.spec.relative_buckets and fused.can_train_sequences(x, self.spec.num_heads, longest)
-        else:
+        else:  # bf16: the AVX512-BF16 inference kernel; float32: the training kernel's forward pass
             in_place = (not self.spec.relative_buckets and (not self.training or self.spec.attention_dropout == 0.0)
-                        and fused.can_attend_sequences(x, self.spec.num_heads, longest))
+                        and (fused.can_attend_sequences(x, self.spec.num_heads, longest)
+                             or (x.dtype == torch.float32 and fused.can_train_sequences(x, self.spec.num_heads,
+                                                                                        longest))))
         resident = None if in_place or (self.training and torch.is_grad_enabled()) else layout.make_resident()
         if resident is not None:
             x = resident.to_grid(x)
