@@ -77,14 +77,14 @@ _SIGNATURES = {
     "sequence_attention": [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _INT],
     "sequence_attention_native": [],
     "seq_attention_fwd": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _U64, _U32,
-                          _F32, _PTR, _INT],
+                          _F32, _INT],
     "seq_attention_bwd": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _U64,
-                          _U32, _F32, _PTR, _INT],
-    "seq_attention_scratch": [],
+                          _U32, _F32, _INT],
     "column_sums": [_PTR, _INT, _I64, _I64, _PTR, _INT],
 }
 _RESTYPES = {"grad_chunks": ctypes.c_int64, "sum_squares": ctypes.c_double, "sequence_attention": ctypes.c_int,
-             "sequence_attention_native": ctypes.c_int, "seq_attention_scratch": ctypes.c_int64}
+             "sequence_attention_native": ctypes.c_int, "seq_attention_fwd": ctypes.c_int,
+             "seq_attention_bwd": ctypes.c_int}
 
 
 def _cache_dir() -> Path:
@@ -303,9 +303,9 @@ def sequence_attention(qkv: Tensor, segments: Tensor, heads: int, scale: float) 
     Each sequence's scores are (len x len), float32, with no padding and no mask (``fused_kernels.c``)."""
     qkv = qkv.contiguous()
     out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
-    if kernels().sequence_attention(qkv.data_ptr(), out.data_ptr(), segments[0].data_ptr(), segments[1].data_ptr(),
-                                    segments.shape[1], out.shape[1], heads, float(scale), _threads()):
-        raise MemoryError("sequence_attention: could not allocate its scratch memory")
+    _check_scratch(kernels().sequence_attention(qkv.data_ptr(), out.data_ptr(), segments[0].data_ptr(),
+                                                segments[1].data_ptr(), segments.shape[1], out.shape[1], heads,
+                                                float(scale), _threads()), "sequence_attention")
     return out
 
 
@@ -430,8 +430,9 @@ def can_train_sequences(x: Tensor, heads: int, longest: int) -> bool:
             and d <= SEQUENCE_ATTENTION_DIM and 0 < longest <= SEQUENCE_ATTENTION_MAX)
 
 
-def _scratch(lib) -> Tensor:
-    return torch.empty(_threads() * lib.seq_attention_scratch(), dtype=torch.uint8)
+def _check_scratch(status: int, name: str) -> None:
+    if status:
+        raise MemoryError(f"{name}: could not allocate its scratch memory")
 
 
 class _SequenceAttention(torch.autograd.Function):
@@ -447,10 +448,10 @@ class _SequenceAttention(torch.autograd.Function):
         lse = torch.empty(qkv.shape[0], heads)
         probs = torch.empty(probs_size) if prob_off is not None else None
         is_bf16 = int(qkv.dtype == torch.bfloat16)
-        scratch = _scratch(lib)  # held here: a temporary's memory would be freed before the call runs
-        lib.seq_attention_fwd(qkv.data_ptr(), is_bf16, _ptr(bias), out.data_ptr(), lse.data_ptr(), _ptr(probs),
-                              _ptr(prob_off), segments[0].data_ptr(), segments[1].data_ptr(), segments.shape[1],
-                              hidden, heads, scale, seed, levels, dscale, scratch.data_ptr(), _threads())
+        status = lib.seq_attention_fwd(qkv.data_ptr(), is_bf16, _ptr(bias), out.data_ptr(), lse.data_ptr(),
+                                       _ptr(probs), _ptr(prob_off), segments[0].data_ptr(), segments[1].data_ptr(),
+                                       segments.shape[1], hidden, heads, scale, seed, levels, dscale, _threads())
+        _check_scratch(status, "sequence_attention_train")
         ctx.save_for_backward(qkv, bias, lse, probs, prob_off, segments)
         ctx.meta = (heads, scale, seed, levels, dscale)
         return out
@@ -462,11 +463,11 @@ class _SequenceAttention(torch.autograd.Function):
         heads, scale, seed, levels, dscale = ctx.meta
         dout = dout.to(qkv.dtype).contiguous()
         dqkv = torch.empty_like(qkv)
-        scratch = _scratch(lib)
-        lib.seq_attention_bwd(qkv.data_ptr(), int(qkv.dtype == torch.bfloat16), _ptr(bias), dout.data_ptr(),
-                              lse.data_ptr(), _ptr(probs), _ptr(prob_off), dqkv.data_ptr(), segments[0].data_ptr(),
-                              segments[1].data_ptr(), segments.shape[1], dout.shape[1], heads, scale, seed, levels,
-                              dscale, scratch.data_ptr(), _threads())
+        status = lib.seq_attention_bwd(qkv.data_ptr(), int(qkv.dtype == torch.bfloat16), _ptr(bias),
+                                       dout.data_ptr(), lse.data_ptr(), _ptr(probs), _ptr(prob_off), dqkv.data_ptr(),
+                                       segments[0].data_ptr(), segments[1].data_ptr(), segments.shape[1],
+                                       dout.shape[1], heads, scale, seed, levels, dscale, _threads())
+        _check_scratch(status, "sequence_attention_train backward")
         dbias = None
         if bias is not None and ctx.needs_input_grad[1]:  # torch's sum over rows of bf16 cost 0.3 ms per layer
             dbias = torch.empty(dqkv.shape[1])

@@ -730,15 +730,13 @@ int sequence_attention(const bf16 *qkv, bf16 *out, const int64_t *seg_start, con
    All arithmetic is float32 on L1/L2-resident copies of one (sequence, head): five small matmuls (AVX-512
    register blocks where the CPU has it and the head size is a multiple of 16; plain loops elsewhere). */
 
-#define SA_LMAX 256
-#define SA_DMAX 128
+#define SA_LMAX ATT_LMAX  /* the same limits as the inference kernel (fused.py: SEQUENCE_ATTENTION_*) */
+#define SA_DMAX ATT_DMAX
 #define SA_SLOT (SA_LMAX * SA_DMAX)  /* one (len x d) or (d x len) float matrix */
 #define SA_SQ (SA_LMAX * SA_LMAX)    /* one (len x len) float matrix */
 /* per-thread scratch: q, k, v, a transposed k or v, dO or the output, dq, dk, dv; scores, dropped-out
    probabilities, score gradients */
 #define SA_SCRATCH ((size_t)(8 * SA_SLOT + 3 * SA_SQ) * sizeof(float))
-
-int64_t seq_attention_scratch(void) { return (int64_t)SA_SCRATCH; }
 
 INLINE void sa_load(const void *x, const int is_bf16, int64_t row, int64_t ld, int64_t col, const float *bias, int L,
                     int d, float *dst) {
@@ -975,15 +973,18 @@ static void sa_bwd_vec(sa_work m, int L, int d, float scale, const float *lse, c
 #endif
 
 /* The loop both passes share: every (segment, head) of the rows, or zeros in the target rows (`out`, H wide,
-   forward; `dqkv`, 3H wide, backward) of a negative-length segment. */
-static void sa_run(const int backward, const void *qkv, int is_bf16, const float *bias, const void *dout, float *lse,
+   forward; `dqkv`, 3H wide, backward) of a negative-length segment. Returns 0, or -1 when the per-thread
+   scratch cannot be allocated (nothing is written then). */
+static int sa_run(const int backward, const void *qkv, int is_bf16, const float *bias, const void *dout, float *lse,
                    float *probs, const int64_t *prob_off, void *target, const int64_t *seg_start,
                    const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed,
-                   uint32_t levels, float dscale, char *scratch, int threads) {
+                   uint32_t levels, float dscale, int threads) {
     const int d = (int)(H / heads);
     const uint32_t threshold = levels << 16;
     const size_t elem = is_bf16 ? 2 : 4;
     const int64_t width = backward ? 3 * H : H;
+    char *scratch = aligned_alloc(64, (size_t)threads * SA_SCRATCH);
+    if (!scratch) return -1;
 #pragma omp parallel num_threads(threads)
     {
         const sa_work m = sa_slots(scratch, omp_get_thread_num());
@@ -1021,22 +1022,24 @@ static void sa_run(const int backward, const void *qkv, int is_bf16, const float
             }
         }
     }
+    free(scratch);
+    return 0;
 }
 
-void seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *lse, float *probs,
-                       const int64_t *prob_off, const int64_t *seg_start, const int64_t *seg_len, int64_t segments,
-                       int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels, float dscale,
-                       char *scratch, int threads) {
-    sa_run(0, qkv, is_bf16, bias, NULL, lse, probs, prob_off, out, seg_start, seg_len, segments, H, heads, scale,
-           seed, levels, dscale, scratch, threads);
+int seq_attention_fwd(const void *qkv, int is_bf16, const float *bias, void *out, float *lse, float *probs,
+                      const int64_t *prob_off, const int64_t *seg_start, const int64_t *seg_len, int64_t segments,
+                      int64_t H, int64_t heads, float scale, uint64_t seed, uint32_t levels, float dscale,
+                      int threads) {
+    return sa_run(0, qkv, is_bf16, bias, NULL, lse, probs, prob_off, out, seg_start, seg_len, segments, H, heads,
+                  scale, seed, levels, dscale, threads);
 }
 
-void seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const void *dout, const float *lse,
-                       const float *probs, const int64_t *prob_off, void *dqkv, const int64_t *seg_start,
-                       const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed,
-                       uint32_t levels, float dscale, char *scratch, int threads) {
-    sa_run(1, qkv, is_bf16, bias, dout, (float *)lse, (float *)probs, prob_off, dqkv, seg_start, seg_len, segments,
-           H, heads, scale, seed, levels, dscale, scratch, threads);
+int seq_attention_bwd(const void *qkv, int is_bf16, const float *bias, const void *dout, const float *lse,
+                      const float *probs, const int64_t *prob_off, void *dqkv, const int64_t *seg_start,
+                      const int64_t *seg_len, int64_t segments, int64_t H, int64_t heads, float scale, uint64_t seed,
+                      uint32_t levels, float dscale, int threads) {
+    return sa_run(1, qkv, is_bf16, bias, dout, (float *)lse, (float *)probs, prob_off, dqkv, seg_start, seg_len,
+                  segments, H, heads, scale, seed, levels, dscale, threads);
 }
 
 /* out[c] = sum over rows of x[r][c] (float32 sums in row order; bf16 or float32 x): the bias gradient of
