@@ -143,9 +143,9 @@ def test_gradient_accumulation_and_epoch_strategies(tiny_bert_dir, pairs_file, t
 
 @pytest.mark.slow
 def test_final_evaluator_metrics_come_from_the_trained_weights(tiny_bert_dir, pairs_file, tmp_path, config_factory):
-    # Evaluators encode through the bf16 weight copy; it must follow every optimizer step (fused AdamW
-    # updates weights without bumping their version counters), so the final metrics differ from the base ones
-    # and equal a fresh fp32/bf16 evaluation of the saved model.
+    # Evaluators encode at precision "auto": through the bf16 weight copy on CPUs with native bf16, which must
+    # follow every optimizer step (fused AdamW updates weights without bumping their version counters), so the
+    # final metrics differ from the base ones and equal a fresh evaluation of the saved model at that precision.
     raw = config_factory(tiny_bert_dir, pairs_file, tmp_path / "out", bf16=True, max_steps=4)
     raw["eval"] = {"evaluators": [{"kind": "sts", "name": "sts", "path": str(pairs_file),
                                    "columns": {"sentences1": "anchor", "sentences2": "positive", "scores": "score"}}]}
@@ -154,7 +154,7 @@ def test_final_evaluator_metrics_come_from_the_trained_weights(tiny_bert_dir, pa
     assert result.metrics["final"][key] != result.metrics["base"][key]
     from embtune.evaluation import evaluate
 
-    fresh = evaluate(str(result.model_path), str(pairs_file), "sts", name="sts", precision="bf16",
+    fresh = evaluate(str(result.model_path), str(pairs_file), "sts", name="sts", precision="auto",
                      columns={"sentences1": "anchor", "sentences2": "positive", "scores": "score"})
     assert abs(fresh["sts_spearman_cosine"] - result.metrics["final"][key]) < 1e-6
 

@@ -55,7 +55,25 @@ ACTIVATIONS = {
 # The same activations as oneDNN matmul epilogues (attr, algorithm) for ``torch.ops.mkldnn._linear_pointwise``
 ONEDNN_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_new": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh"),
                       "relu": ("relu", "")}
-_HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _onednn_bf16() -> bool:
+    """Whether oneDNN's bf16 matmul op exists in this torch build and runs on this CPU: it needs AVX-512 or
+    newer (on an AVX2-only CPU every call raises "could not create a primitive descriptor")."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if supported is not None and not supported():
+        return False
+    try:  # the op itself is the final word (one 8 x 8 product, once per process)
+        x = torch.ones(8, 8, dtype=torch.bfloat16)
+        torch.ops.mkldnn._linear_pointwise(x, x, None, "none", [], "")
+    except RuntimeError:
+        return False
+    return True
+
+
+_HAS_ONEDNN = _onednn_bf16()
 
 
 @dataclass(frozen=True)

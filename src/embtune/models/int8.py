@@ -12,13 +12,22 @@ the worst cosine to fp32 on STS-B test sentences fell to 0.91-0.94, so the per-r
 
 from __future__ import annotations
 
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.device import _cpu_flags
 from . import fast_encoder
 
-_HAS_QLINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
+# oneDNN's int8 matmul is exact only with int8 dot-product instructions (VNNI or AMX): on older x86 CPUs
+# (AVX2 without AVX-VNNI) it multiplies through 16-bit pair sums that saturate, and a 64-wide product of
+# full-range int8 values came out wrong by up to 9x. There ``torch._int_mm`` (exact int32 sums) runs instead.
+_INT8_DOT = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+_HAS_QLINEAR = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
+                and (platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86")
+                     or bool(_INT8_DOT & _cpu_flags())))
 
 
 class Int8Linear(nn.Module):
