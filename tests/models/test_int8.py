@@ -25,7 +25,7 @@ def test_int8_linear_is_the_quantized_product_and_close_to_the_float_linear(rows
     import embtune.models.int8 as int8
 
     if onednn and not int8._HAS_QLINEAR:
-        pytest.skip("no exact oneDNN int8 matmul here (this torch build, or a CPU without VNNI / AMX)")
+        pytest.skip("this torch build has no oneDNN int8 linear")
     monkeypatch.setattr(int8, "_HAS_QLINEAR", onednn)
     torch.manual_seed(0)
     linear = nn.Linear(64, 48)
@@ -34,13 +34,15 @@ def test_int8_linear_is_the_quantized_product_and_close_to_the_float_linear(rows
     with torch.no_grad():
         out, ref = q(x), linear(x)
     assert out.dtype == torch.float32 and out.shape == ref.shape
-    # the math it stands for: symmetric int8 per output channel (weights) and per row (inputs), int32 sums
-    w_scale = linear.weight.abs().amax(1) / 127
+    # the math it stands for: symmetric int8 per output channel (weights; 7 bits on oneDNN without int8 dot
+    # products, whose 16-bit pair sums would saturate) and per row (inputs), int32 sums
+    assert q.weight_levels == (127 if int8.HAS_INT8_DOT or not onednn else 63)
+    w_scale = linear.weight.abs().amax(1) / q.weight_levels
     w_q = torch.round(linear.weight / w_scale[:, None])
     x2 = x.reshape(-1, 64)
     x_scale = x2.abs().amax(1, keepdim=True) / 127
     x_q = torch.round(x2 / x_scale)
-    assert w_q.abs().max() <= 127 and x_q.abs().max() <= 127
+    assert w_q.abs().max() == q.weight_levels and x_q.abs().max() == 127  # full range: the sums would saturate
     exact = ((x_q.double() @ w_q.double().t()) * x_scale.double() * w_scale.double() + linear.bias.double()).float()
     torch.testing.assert_close(out.reshape(-1, 48), exact.detach(), atol=1e-4, rtol=1e-4)
     rel = float((out - ref).norm() / ref.norm())
@@ -110,3 +112,21 @@ def test_cli_encode_precision_int8(tiny_bert_dir, tmp_path):
     emb = np.load(out)
     ref = EmbeddingModel.from_transformer(tiny_bert_dir).encode(TEXTS, precision="fp32")
     assert emb.dtype == np.float32 and _cos(emb, ref).min() > 0.99
+
+
+def test_bf16_and_int8_warn_once_on_a_cpu_without_their_instructions(tiny_bert_dir, monkeypatch, caplog):
+    import embtune.models.int8 as int8
+    import embtune.utils.device as device
+
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    monkeypatch.setattr(device, "fast_bf16", lambda _device: False)
+    monkeypatch.setattr(int8, "HAS_INT8_DOT", False)
+    device.warn_slow_on_this_cpu.cache_clear()
+    with caplog.at_level("WARNING", logger="embtune.utils.device"):
+        model.encode(TEXTS[:2], precision="bf16")
+        model.encode(TEXTS[:2], precision="bf16")
+        model.encode(TEXTS[:2], precision="int8")
+        model.encode(TEXTS[:2], precision="fp32")
+    messages = [r.getMessage() for r in caplog.records if r.name == "embtune.utils.device"]
+    assert len(messages) == 2 and "no native bf16" in messages[0] and "no int8 dot-product" in messages[1]
+    device.warn_slow_on_this_cpu.cache_clear()

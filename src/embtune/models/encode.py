@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import EmbtuneError
-from ..utils.device import fast_bf16, resolve_precision
+from ..utils.device import fast_bf16, resolve_precision, warn_slow_on_this_cpu
 from ..utils.memory import reuse_freed_blocks
 from ..utils.threads import adapt_threads
 from .fast_encoder import FastEncoder
@@ -125,6 +125,10 @@ def _compute_dtype(precision: str, device: torch.device) -> torch.dtype | str:
         return resolve_precision(precision, device)
     if device.type != "cpu":
         raise EmbtuneError(f"precision='int8' runs on CPU only; the model is on {device}; use bf16 or fp16 there")
+    from .int8 import HAS_INT8_DOT
+
+    if not HAS_INT8_DOT:
+        warn_slow_on_this_cpu("int8")
     return "int8"
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
@@ -42,6 +45,19 @@ def fast_bf16(device: torch.device | str) -> bool:
     return False
 
 
+@functools.cache
+def warn_slow_on_this_cpu(precision: str) -> None:
+    """Log once per process that ``precision`` ("bf16" or "int8") has no native instructions on this CPU."""
+    if precision == "bf16":
+        logger.warning("this CPU has no native bf16 (AVX512-BF16 / AMX): bf16 matmuls are emulated, ~50x slower "
+                       "than fp32 on an AVX2 EPYC; use fp32 here (precision='fp32', or args.bf16 left unset: "
+                       "'auto' picks fp32 on such CPUs)")
+    elif precision == "int8":
+        logger.warning("this CPU has no int8 dot-product instructions (VNNI / AMX): precision='int8' is not "
+                       "faster than fp32 here, and its weights use 7 bits (to keep oneDNN's 16-bit sums exact); "
+                       "use precision='fp32' (or 'auto') on this CPU")
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """Map 'auto' | 'bf16' | 'fp16' | 'fp32' to the compute dtype used on ``device``."""
     from ..errors import EmbtuneError
@@ -52,4 +68,6 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
              "fp32": torch.float32, "float32": torch.float32}
     if precision not in table:
         raise EmbtuneError(f"unknown precision {precision!r}; use auto, bf16, fp16, fp32 or int8 (encode)")
+    if table[precision] == torch.bfloat16 and torch.device(device).type == "cpu" and not fast_bf16(device):
+        warn_slow_on_this_cpu("bf16")
     return table[precision]
