@@ -361,6 +361,9 @@ def main() -> None:  # noqa: C901 - one flat sequence: data, runs, ratios, table
     parser.add_argument("--quick", action="store_true", help="a few steps per configuration (smoke run)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--backend", choices=("auto", "fast", "hf"), help="embtune's model.backend (default: auto)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"),
+                        help="run every configuration at this precision only (fp32 on CPUs without native bf16)")
+    parser.add_argument("--out", help="results file (default bench/results/train[_quick][_tasks].json)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spearman-worker", help=argparse.SUPPRESS)
     parser.add_argument("--peak-worker", help=argparse.SUPPRESS)
@@ -372,6 +375,9 @@ def main() -> None:  # noqa: C901 - one flat sequence: data, runs, ratios, table
     if args.peak_worker:
         return peak_worker(json.loads(args.peak_worker))
     tasks = list(TASKS) if not args.only else [t.strip() for t in args.only.split(",")]
+    if args.precision:
+        for opts in TASKS.values():
+            opts["precisions"] = (args.precision,)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise SystemExit(f"--only: unknown configuration {unknown}; choose from {', '.join(TASKS)}")
@@ -470,7 +476,7 @@ def main() -> None:  # noqa: C901 - one flat sequence: data, runs, ratios, table
     suffix = "_quick" if args.quick else ""
     if args.only:
         suffix += "_" + "_".join(tasks)
-    out = HERE / "results" / f"train{suffix}.json"
+    out = Path(args.out) if args.out else HERE / "results" / f"train{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
