@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: env EMBTUNE_API_KEY, else none)")
     p.add_argument("--served-model-name", help="model id reported by /v1/models (default: the MODEL argument)")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "int8"],
+                   help="compute precision (int8: int8 Linear layers, quantized on the fly; CPU only)")
     p.add_argument("--max-batch-tokens", type=int, default=16384, help="token budget of one merged encode call")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request may wait for others to batch with while an encode call runs "

@@ -29,7 +29,7 @@ def running(model, **settings) -> Iterator[str]:
     """Start the app on a free port; yield its base URL; stop it (graceful shutdown) afterwards."""
     import uvicorn
 
-    config = ServeConfig(port=free_port(), precision="fp32", **settings)
+    config = ServeConfig(**{"port": free_port(), "precision": "fp32", **settings})
     app = create_app(model, config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

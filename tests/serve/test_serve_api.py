@@ -164,6 +164,17 @@ def test_prompts_left_out_of_the_pool_as_encode_leaves_them_out(start_server, ti
     np.testing.assert_allclose(np.array(without), model.encode(TEXTS, precision="fp32"), atol=1e-6)
 
 
+def test_int8_server_returns_the_int8_encode_rows(start_server, serve_model):
+    """``--precision int8``: the server's rows are encode's int8 rows (quantized, close to fp32, not equal)."""
+    with start_server(serve_model, precision="int8", api_key="k8") as url:
+        result = client(url, key="k8").embeddings.create(model="tiny", input=TEXTS, encoding_format="float")
+    got = np.array([d.embedding for d in result.data], dtype=np.float32)
+    np.testing.assert_allclose(got, serve_model.encode(TEXTS, precision="int8"), atol=1e-5)
+    ref = serve_model.encode(TEXTS, precision="fp32")
+    cosine = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cosine.min() > 0.99 and np.abs(got - ref).max() > 1e-6
+
+
 def metric(text: str, name: str) -> float:
     return float(next((line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")), 0))
 
