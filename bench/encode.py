@@ -1,7 +1,7 @@
 """Encode throughput: embtune vs sentence-transformers' backends, same model, same texts, same run; plus MFU.
 
     make bench                                     # creates .venv-bench (ST + ONNX + OpenVINO), runs this
-    .venv-bench/bin/python bench/encode.py [--texts 3000] [--repeats 2] [--quick]
+    .venv-bench/bin/python bench/encode.py [--texts 3000] [--repeats 2] [--quick] [--out FILE]
 
 Texts: STS-B train sentences from ../shared/data/stsb when present (else a generated set, reported as such).
 Rows (texts/s, each with its min cosine to ST torch fp32 at batch 32):

@@ -3,6 +3,7 @@
     .venv/bin/python bench/train.py                 # every configuration (about 25 minutes on 2 CPU cores)
     .venv/bin/python bench/train.py --quick         # smoke run: a few steps per configuration
     .venv/bin/python bench/train.py --only snli,e5small --quick   # a subset (names below)
+    .venv/bin/python bench/train.py --precision fp32 --out bench/results/train_avx2.json  # CPUs without native bf16
 
 Configurations (each trained by both peers, AdamW, linear schedule with 10% warmup, seed 42, drop_last, no
 evaluation or checkpoints during training, max_seq_length 128):
