@@ -130,3 +130,22 @@ def test_bf16_and_int8_warn_once_on_a_cpu_without_their_instructions(tiny_bert_d
     messages = [r.getMessage() for r in caplog.records if r.name == "embtune.utils.device"]
     assert len(messages) == 2 and "no native bf16" in messages[0] and "no int8 dot-product" in messages[1]
     device.warn_slow_on_this_cpu.cache_clear()
+
+
+@pytest.mark.parametrize("int8_dot", [True, False])
+def test_without_int8_dot_products_the_ffn_outputs_stay_float(tiny_bert_dir, monkeypatch, int8_dot):
+    import embtune.models.int8 as int8
+    from embtune.models.fast_encoder import EncoderLayer
+
+    monkeypatch.setattr(int8, "HAS_INT8_DOT", int8_dot)
+    model = EmbeddingModel.from_transformer(tiny_bert_dir)
+    layers = [m for m in model.modules() if isinstance(m, EncoderLayer)]
+    for layer in layers:  # the tiny FFN (37 wide) is too narrow for int8 matmuls: 40 wide is supported
+        layer.ffn_in, layer.ffn_out = nn.Linear(32, 40), nn.Linear(40, 32)
+    assert layers
+    model.encode(TEXTS[:2], precision="int8")
+    copy = model.__dict__["_lowp_cache"].copy
+    kinds = {n.rsplit(".", 1)[-1]: type(m) for n, m in copy.named_modules() if n.rsplit(".", 1)[-1] in
+             ("ffn_in", "ffn_out", "attn_out")}
+    assert kinds["ffn_in"] is Int8Linear and kinds["attn_out"] is Int8Linear
+    assert kinds["ffn_out"] is (Int8Linear if int8_dot else nn.Linear)
