@@ -104,20 +104,16 @@ def _trace(module: nn.Module, sample: tuple[Tensor, ...], names, output: str, pa
     onnx.checker.check_model(str(path))
 
 
-def quantize_int8(source: Path, target: Path, reduce_range: bool | None = None) -> None:
+def quantize_int8(source: Path, target: Path, reduce_range: bool = False) -> None:
     """Dynamic int8 quantization: per-channel int8 weights, activations quantized per batch at run time
     (per-tensor weights lose too much: cosine 0.96 vs 0.992 per-channel on all-MiniLM-L6-v2).
 
-    ``reduce_range`` (default: on when this CPU has no int8 dot products, ``models.int8.HAS_INT8_DOT``)
-    quantizes the weights to 7 bits: onnxruntime's u8 x s8 products on x86 CPUs without VNNI go through 16-bit
-    pair sums that saturate (its docs recommend it there; on an AVX2 EPYC the worst cosine of 8-bit weights to
-    fp32 was 0.989 on short sentences). A graph exported for VNNI / AMX servers should be quantized on one."""
+    ``reduce_range`` quantizes the weights to 7 bits: onnxruntime's u8 x s8 products on x86 CPUs without VNNI
+    go through 16-bit pair sums that saturate (its docs recommend it there; on an AVX2 EPYC the worst cosine of
+    8-bit weights to fp32 was 0.989 on short sentences). ``write_onnx_files`` turns it on when the exporting
+    CPU has no int8 dot products (``models.int8.HAS_INT8_DOT``)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ..models.int8 import HAS_INT8_DOT
-
-    if reduce_range is None:
-        reduce_range = not HAS_INT8_DOT
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
                      reduce_range=reduce_range)
 
@@ -139,7 +135,7 @@ def _runtime_tokenizer(model, path: Path) -> None:
     tok.save(str(path))
 
 
-def _metadata(model, names, quantize: str | None) -> dict:
+def _metadata(model, names, quantize: str | None, int8_weight_bits: int) -> dict:
     return {
         "format": "embtune-onnx-embedding",
         "opset": OPSET,
@@ -153,14 +149,8 @@ def _metadata(model, names, quantize: str | None) -> dict:
         "prompts": model.prompts,
         "default_prompt_name": model.default_prompt_name,
         "files": {"fp32": "model.onnx", **({"int8": "model_int8.onnx"} if quantize else {})},
-        **({"int8_weight_bits": 8 if _int8_dot() else 7} if quantize else {}),
+        **({"int8_weight_bits": int8_weight_bits} if quantize else {}),
     }
-
-
-def _int8_dot() -> bool:
-    from ..models.int8 import HAS_INT8_DOT
-
-    return HAS_INT8_DOT
 
 
 def write_onnx_files(model, folder: Path, quantize: str | None = None) -> None:
@@ -177,11 +167,14 @@ def write_onnx_files(model, folder: Path, quantize: str | None = None) -> None:
         _trace(_EncoderGraph(model, names), sample, names, "last_hidden_state", enc_path, {0: "batch", 1: "sequence"})
     finally:
         model.train(was_training)
+    from ..models.int8 import HAS_INT8_DOT
+
+    reduce_range = not HAS_INT8_DOT  # a graph for VNNI / AMX servers should be quantized on one
     if quantize == "int8":
-        quantize_int8(emb_path, emb_path.with_name("model_int8.onnx"))
-        quantize_int8(enc_path, enc_path.with_name("model_qint8.onnx"))
+        quantize_int8(emb_path, emb_path.with_name("model_int8.onnx"), reduce_range)
+        quantize_int8(enc_path, enc_path.with_name("model_qint8.onnx"), reduce_range)
     _runtime_tokenizer(model, folder / "embedding" / "tokenizer.json")
-    meta = _metadata(model, names, quantize)
+    meta = _metadata(model, names, quantize, 7 if reduce_range else 8)
     (folder / "embedding" / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 

@@ -39,7 +39,7 @@ from ..models.embedding_model import EmbeddingModel
 from ..report.run import REPORT_FILE, report_before_training
 from ..utils import distributed as dist
 from ..utils.atomic import atomic_dir
-from ..utils.device import default_device, fast_bf16, warn_slow_on_this_cpu
+from ..utils.device import default_device, fast_bf16, warn_if_bf16_is_emulated
 from ..utils.memory import release_free_heap, reuse_freed_blocks
 from ..utils.resolve import custom_code
 from ..utils.seed import get_rng_state, seed_everything
@@ -298,8 +298,7 @@ def _autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype | None
             raise EmbtuneError("fp16 training needs a CUDA GPU; on CPU use bf16: true (or leave bf16 unset)")
         return torch.float16
     if args.bf16 or (args.bf16 is None and fast_bf16(device)):
-        if device.type == "cpu" and not fast_bf16(device):
-            warn_slow_on_this_cpu("bf16")
+        warn_if_bf16_is_emulated(device)
         return torch.bfloat16
     return None
 

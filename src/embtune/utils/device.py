@@ -58,6 +58,12 @@ def warn_slow_on_this_cpu(precision: str) -> None:
                        "use precision='fp32' (or 'auto') on this CPU")
 
 
+def warn_if_bf16_is_emulated(device: torch.device | str) -> None:
+    """``warn_slow_on_this_cpu("bf16")`` when bf16 is asked for on a CPU without native bf16."""
+    if torch.device(device).type == "cpu" and not fast_bf16(device):
+        warn_slow_on_this_cpu("bf16")
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """Map 'auto' | 'bf16' | 'fp16' | 'fp32' to the compute dtype used on ``device``."""
     from ..errors import EmbtuneError
@@ -68,6 +74,6 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
              "fp32": torch.float32, "float32": torch.float32}
     if precision not in table:
         raise EmbtuneError(f"unknown precision {precision!r}; use auto, bf16, fp16, fp32 or int8 (encode)")
-    if table[precision] == torch.bfloat16 and torch.device(device).type == "cpu" and not fast_bf16(device):
-        warn_slow_on_this_cpu("bf16")
+    if table[precision] == torch.bfloat16:
+        warn_if_bf16_is_emulated(device)
     return table[precision]
