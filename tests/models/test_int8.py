@@ -19,18 +19,21 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "int_mm"])
+@pytest.mark.parametrize("onednn,unsigned", [(True, False), (True, True), (False, False)],
+                         ids=["onednn-s8", "onednn-u8", "int_mm"])
 @pytest.mark.parametrize("rows", [3, 40])  # _int_mm needs > 16 rows: small inputs are padded
-def test_int8_linear_is_the_quantized_product_and_close_to_the_float_linear(rows, onednn, monkeypatch):
+def test_int8_linear_is_the_quantized_product_and_close_to_the_float_linear(rows, onednn, unsigned, monkeypatch):
     import embtune.models.int8 as int8
 
     if onednn and not int8._HAS_QLINEAR:
         pytest.skip("this torch build has no oneDNN int8 linear")
     monkeypatch.setattr(int8, "_HAS_QLINEAR", onednn)
+    monkeypatch.setattr(int8, "UNSIGNED_ACTIVATIONS", unsigned)  # uint8 = q + 128, zero point 128 (VNNI CPUs)
     torch.manual_seed(0)
     linear = nn.Linear(64, 48)
     x = torch.randn(2, rows, 64)
     q = Int8Linear(linear)
+    assert q.zero_point == (128 if unsigned else 0)
     with torch.no_grad():
         out, ref = q(x), linear(x)
     assert out.dtype == torch.float32 and out.shape == ref.shape

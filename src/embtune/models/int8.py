@@ -27,8 +27,13 @@ _HAS_QLINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn
 # weights are quantized to [-63, 63] (PyTorch's own "reduce range" on such CPUs), which keeps every pair sum
 # in range (255 x 63 x 2 < 32,768), so the products are exact again; int8 then runs at about fp32's speed
 # (67 vs 65 GOP/s on an AVX2 EPYC; torch._int_mm, the other exact route, ran at 3.5).
-HAS_INT8_DOT = (platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86")
-                or bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags()))
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+HAS_INT8_DOT = not _X86 or bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags())
+# VNNI's int8 product is unsigned x signed (AMX also has signed x signed). On a VNNI CPU without AMX (a Zen 4
+# EPYC) oneDNN ran signed int8 activations through a reference kernel at 0.2 GOP/s, against 590-750 GOP/s for
+# unsigned ones (bf16: 375-405 GFLOP/s) at MiniLM's shapes: there the activations are stored as uint8 = q + 128
+# with zero point 128, which oneDNN takes off exactly (128 x each weight row's sum, in int32).
+UNSIGNED_ACTIVATIONS = _X86 and HAS_INT8_DOT and "amx_int8" not in _cpu_flags()
 
 
 class Int8Linear(nn.Module):
@@ -43,6 +48,7 @@ class Int8Linear(nn.Module):
         super().__init__()
         self.onednn = _HAS_QLINEAR
         self.weight_levels = 127 if HAS_INT8_DOT or not self.onednn else 63  # see HAS_INT8_DOT
+        self.zero_point = 128 if self.onednn and UNSIGNED_ACTIVATIONS else 0  # see UNSIGNED_ACTIVATIONS
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / self.weight_levels  # (out,)
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -63,11 +69,12 @@ class Int8Linear(nn.Module):
         # per-row scale from max(max, -min): two cheap reductions (abs() would write a copy of x first);
         # multiplying by the reciprocal is ~8x faster than dividing by a broadcast column here
         amax = torch.maximum(x2.amax(1), x2.amin(1).neg_()).clamp_(min=1e-12)
-        q = x2.mul(127.0 / amax[:, None]).round_().to(torch.int8)
+        q = x2.mul(127.0 / amax[:, None]).round_()
+        q = q.add_(128.0).to(torch.uint8) if self.zero_point else q.to(torch.int8)
         row_scale = amax.div_(127.0)[:, None]
         if self.onednn:
-            y = torch.ops.onednn.qlinear_pointwise(q, 1.0, 0, self.weight_packed, self.weight_scale, self.weight_zero,
-                                                   None, 1.0, 0, torch.float32, "none", [], "")
+            y = torch.ops.onednn.qlinear_pointwise(q, 1.0, self.zero_point, self.weight_packed, self.weight_scale,
+                                                   self.weight_zero, None, 1.0, 0, torch.float32, "none", [], "")
         else:
             padded = max(17, rows)  # torch._int_mm needs more than 16 rows: pad with zero rows, dropped below
             if padded != rows:
