@@ -331,6 +331,10 @@ def test_sequence_attention_equals_float32_attention_inside_each_sequence(d, ker
     # float32 scores, softmax and value sums: only the output's bf16 rounding (2^-9 relative) remains
     assert float((out.float() - ref).abs().max()) <= 2 ** -8 * float(ref.abs().max())
     torch.testing.assert_close(out.float(), ref, rtol=2 ** -7, atol=1e-3)
+    with torch.inference_mode():  # float32 output (the int8 model's): the same sums, not rounded
+        out32 = fused.sequence_attention(qkv, segments, heads, d ** -0.5, out_dtype=torch.float32)
+    assert out32.dtype == torch.float32 and torch.equal(out32.bfloat16(), out)
+    torch.testing.assert_close(out32, ref, rtol=1e-5, atol=3e-5)  # the kernel's exp (2e-7), 256-term sums
 
 
 def test_sequence_attention_is_used_only_where_it_is_faster_and_exact(kernels):
@@ -423,3 +427,61 @@ def test_sequence_attention_train_dropout_is_the_eager_math_on_its_mask(keep_pro
     (rq,) = torch.autograd.grad(ref, qkv, grad)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(dq, rq, rtol=1e-5, atol=1e-5)
+
+
+# ---- int8 inference kernels (models/int8.py: layer_forward) ----
+
+def _quantized(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-row int8 quantization as torch ops: round(v * 127 / amax) and amax / 127."""
+    amax = v.abs().amax(1).clamp(min=1e-12)
+    return torch.round(v * (127.0 / amax)[:, None]), amax / 127.0
+
+
+@pytest.mark.parametrize("zero_point", [0, 128])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quantize_rows_is_round_to_127_levels_per_row(dtype, zero_point, kernels):
+    torch.manual_seed(0)
+    x = (torch.randn(37, 40) * torch.rand(37, 1) * 5).to(dtype)  # 40: vector tails
+    x[3] = 0  # an all-zero row quantizes to zeros
+    q, scale = fused.quantize_rows(x, zero_point)
+    ref_q, ref_scale = _quantized(x.float())
+    assert q.dtype == (torch.uint8 if zero_point else torch.int8) and q.shape == x.shape
+    assert torch.equal(q.to(torch.int32) - zero_point, ref_q.to(torch.int32))
+    assert int(ref_q.abs().max()) == 127 and not bool(q[3].to(torch.int32).sub(zero_point).any())
+    torch.testing.assert_close(scale, ref_scale, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("act,cols", [("gelu", 72), ("gelu_tanh", 72), ("relu", 72), ("relu", 4104)])
+def test_bias_act_quantize_is_the_quantized_activation(act, cols, kernels):
+    # 4104: rows wider than the kernel's row buffer are worked on in place
+    torch.manual_seed(0)
+    y, row_scale, bias = torch.randn(33, cols) * 3, torch.rand(33) + 0.5, torch.randn(cols)
+    code = fused.INT8_ACTIVATIONS[{"gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "relu": ("relu", "")}[act]]
+    q, scale = fused.bias_act_quantize(y.clone(), row_scale, bias, code, 128)
+    v = y * row_scale[:, None] + bias
+    a = {"gelu": torch.nn.functional.gelu(v), "gelu_tanh": torch.nn.functional.gelu(v, approximate="tanh"),
+         "relu": torch.relu(v)}[act]
+    ref_q, ref_scale = _quantized(a)
+    torch.testing.assert_close(scale, ref_scale, rtol=1e-5, atol=0)
+    levels = q.to(torch.int32) - 128
+    if act == "relu":  # exact arithmetic: the same levels
+        assert torch.equal(levels, ref_q.to(torch.int32))
+    else:  # erf / tanh approximations (~1e-7): a value on a rounding boundary may land one level off
+        assert int((levels - ref_q.to(torch.int32)).abs().max()) <= 1
+        assert float((levels.float() * scale[:, None] - a).abs().max()) <= 0.5 * float(scale.max()) + 1e-5
+
+
+def test_residual_norm_quantize_is_layer_norm_of_the_scaled_sums(kernels):
+    torch.manual_seed(0)
+    rows, width = 29, 40
+    y, row_scale, bias, x = torch.randn(rows, width), torch.rand(rows) + 0.5, torch.randn(width), torch.randn(rows, width)
+    norm = _norm(width)
+    with torch.no_grad():
+        ref = norm(y * row_scale[:, None] + bias + x)
+    out, out16, q, scale = fused.residual_norm_quantize(y, row_scale, bias, x, norm, 128, bf16_copy=True)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out16, out.bfloat16())
+    ref_q, ref_scale = _quantized(out)
+    assert torch.equal(q.to(torch.int32) - 128, ref_q.to(torch.int32)) and torch.equal(scale, ref_scale)
+    plain = fused.residual_norm_quantize(y, row_scale, bias, x, norm, 0, quantize=False)
+    assert torch.equal(plain[0], out) and plain[1:] == (None, None, None)

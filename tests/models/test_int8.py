@@ -155,3 +155,51 @@ def test_without_int8_dot_products_the_ffn_outputs_stay_float(tiny_bert_dir, mon
 
     kept_float = Bf16Linear if fast_bf16("cpu") else nn.Linear  # float: bf16 where the CPU has native bf16
     assert kinds["ffn_out"] is (Int8Linear if int8_dot else kept_float)
+
+
+@pytest.mark.parametrize("native_attention", [True, False])
+def test_fused_int8_layers_are_the_int8_modules_math(native_attention, monkeypatch):
+    """int8.layer_forward (C passes between the int8 matmuls) against the same int8 modules run as torch ops."""
+    import embtune.models.int8 as int8
+    from embtune.models import fused
+    from embtune.models.fast_encoder import EncoderLayer, EncoderSpec, _Layout
+    from embtune.utils.device import fast_bf16
+
+    if fused.kernels() is None or not int8._HAS_QLINEAR:
+        pytest.skip("needs the C kernels and oneDNN's int8 linear")
+    if not native_attention:  # attention on the float32 path (CPUs without AVX512-BF16, or long sequences)
+        monkeypatch.setattr(fused, "can_attend_sequences", lambda *a: False)
+    spec = EncoderSpec(kind="bert", vocab_size=10, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                       max_positions=64, type_vocab_size=2, layer_norm_eps=1e-12, activation="gelu",
+                       hidden_dropout=0.1, attention_dropout=0.1, padding_idx=0)
+    torch.manual_seed(0)
+    layers = [EncoderLayer(spec).eval() for _ in range(2)]
+    for layer in layers:
+        for norm in (layer.attn_norm, layer.ffn_norm):
+            nn.init.uniform_(norm.weight, 0.5, 1.5), nn.init.uniform_(norm.bias, -0.2, 0.2)
+        quantize_linears(layer, FLOAT_LINEARS, bf16=fast_bf16("cpu"))
+    lengths = [3, 7, 12, 20]
+    mask = torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]
+    x0 = torch.randn(sum(lengths), 64)
+
+    def run() -> torch.Tensor:
+        layout = _Layout(mask)
+        layout.segments = layout.sequence_segments()
+        x = x0
+        for layer in layers:
+            x = layer(x, layout, None)
+        return x
+
+    calls = []
+    real = int8.layer_forward
+    monkeypatch.setattr(int8, "layer_forward", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        fast = run()
+        assert len(calls) == 2
+        monkeypatch.setattr(int8, "fuses_layer", lambda *a: False)
+        ref = run()
+    assert len(calls) == 2 and fast.shape == ref.shape == x0.shape
+    # the same quantized math; rounding order (and a value on a quantization boundary) may differ
+    cos = torch.nn.functional.cosine_similarity(fast, ref, dim=1)
+    assert float(cos.min()) > 0.9999
+    torch.testing.assert_close(fast, ref, rtol=0, atol=0.05)

@@ -157,6 +157,11 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: Tensor, layout: _Layout, bias: Tensor | None) -> Tensor:
         """(N, H) real tokens -> (N, H)."""
+        if type(self.ffn_in).__name__ == "Int8Linear":  # encode's int8 copy (int8.py)
+            from . import int8
+
+            if int8.fuses_layer(self, x):
+                return int8.layer_forward(self, x, layout, bias)
         if self._fused(x):
             qkv = torch.ops.mkldnn._linear_pointwise(x, self.qkv.weight, self.qkv.bias, "none", [], "")
             return self._fused_rest(self._attention(qkv, layout, bias), x)

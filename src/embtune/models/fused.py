@@ -74,8 +74,11 @@ _SIGNATURES = {
     "grad_chunks": [_PTR, _I64],
     "sum_squares": [_PTR, _PTR, _I64, _PTR, _PTR, _INT],
     "scale_all": [_PTR, _PTR, _I64, _PTR, _F32, _INT],
-    "sequence_attention": [_PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _INT],
+    "sequence_attention": [_PTR, _PTR, _INT, _PTR, _PTR, _I64, _I64, _I64, _F32, _INT],
     "sequence_attention_native": [],
+    "q8_quantize": [_PTR, _INT, _I64, _I64, _PTR, _PTR, _INT, _INT],
+    "q8_bias_act_quantize": [_PTR, _PTR, _PTR, _INT, _I64, _I64, _PTR, _PTR, _INT, _INT],
+    "q8_residual_ln": [_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _F32, _PTR, _PTR, _PTR, _PTR, _INT, _I64, _I64, _INT],
     "seq_attention_fwd": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _U64, _U32,
                           _F32, _INT],
     "seq_attention_bwd": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _F32, _U64,
@@ -296,17 +299,72 @@ def can_attend_sequences(x: Tensor, heads: int, longest: int) -> bool:
             and 0 < longest <= SEQUENCE_ATTENTION_MAX)
 
 
-def sequence_attention(qkv: Tensor, segments: Tensor, heads: int, scale: float) -> Tensor:
-    """Inference attention inside each sequence: (rows, 3H) bf16 fused q/k/v rows -> (rows, H) bf16.
-    ``segments``: (2, S) int64, the first row and the length of each sequence; a length <= 0 marks that many
-    rows (from that first row) as not a sequence: their output is zeros. The segments must cover every row.
-    Each sequence's scores are (len x len), float32, with no padding and no mask (``fused_kernels.c``)."""
+def sequence_attention(qkv: Tensor, segments: Tensor, heads: int, scale: float,
+                       out_dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """Inference attention inside each sequence: (rows, 3H) bf16 fused q/k/v rows -> (rows, H) bf16 (or float32:
+    ``out_dtype``). ``segments``: (2, S) int64, the first row and the length of each sequence; a length <= 0
+    marks that many rows (from that first row) as not a sequence: their output is zeros. The segments must
+    cover every row. Each sequence's scores and probabilities are (len x len), float32, with no padding and no
+    mask (``fused_kernels.c``)."""
     qkv = qkv.contiguous()
-    out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
-    _check_scratch(kernels().sequence_attention(qkv.data_ptr(), out.data_ptr(), segments[0].data_ptr(),
+    out = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3, dtype=out_dtype)
+    _check_scratch(kernels().sequence_attention(qkv.data_ptr(), out.data_ptr(), int(out_dtype == torch.float32),
+                                                segments[0].data_ptr(),
                                                 segments[1].data_ptr(), segments.shape[1], out.shape[1], heads,
                                                 float(scale), _threads()), "sequence_attention")
     return out
+
+
+Q8_MAX_COLS = 4096  # fused_kernels.c: the widest bf16 rows q8_quantize converts
+
+
+def can_quantize_rows(x: Tensor) -> bool:
+    """Whether the int8 kernels below cover these (rows, cols) activations."""
+    return (kernels() is not None and x.device.type == "cpu" and x.dim() == 2
+            and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and x.shape[1] <= Q8_MAX_COLS)))
+
+
+def _int8(q: Tensor, zero_point: int) -> Tensor:
+    return q if zero_point else q.view(torch.int8)
+
+
+def quantize_rows(x: Tensor, zero_point: int) -> tuple[Tensor, Tensor]:
+    """(rows, cols) float32 or bf16 -> (q, scale): q = round(x * 127 / amax) per row (+ ``zero_point`` as uint8,
+    else int8), scale = amax / 127 (rows,), amax = the row's largest magnitude (at least 1e-12)."""
+    x = x.contiguous()
+    rows, cols = x.shape
+    q, scale = torch.empty(rows, cols, dtype=torch.uint8), torch.empty(rows)
+    kernels().q8_quantize(x.data_ptr(), int(x.dtype == torch.bfloat16), rows, cols, q.data_ptr(), scale.data_ptr(),
+                          zero_point, _threads())
+    return _int8(q, zero_point), scale
+
+
+# activation codes of q8_bias_act_quantize, by fast_encoder.ONEDNN_ACTIVATIONS' (attr, algorithm)
+INT8_ACTIVATIONS = {("gelu", "none"): 0, ("gelu", "tanh"): 1, ("relu", ""): 2}
+
+
+def bias_act_quantize(y: Tensor, row_scale: Tensor, bias: Tensor, act: int, zero_point: int) -> tuple[Tensor, Tensor]:
+    """(rows, cols) float32 int8-matmul sums ``y`` -> the quantization (``quantize_rows``) of
+    act(y * row_scale + bias); ``y`` may be overwritten (rows wider than ``Q8_MAX_COLS``)."""
+    rows, cols = y.shape
+    q, scale = torch.empty(rows, cols, dtype=torch.uint8), torch.empty(rows)
+    kernels().q8_bias_act_quantize(y.data_ptr(), row_scale.data_ptr(), bias.data_ptr(), act, rows, cols,
+                                   q.data_ptr(), scale.data_ptr(), zero_point, _threads())
+    return _int8(q, zero_point), scale
+
+
+def residual_norm_quantize(y: Tensor, row_scale: Tensor, bias: Tensor, x: Tensor, norm: torch.nn.LayerNorm,
+                           zero_point: int, quantize: bool = True, bf16_copy: bool = False):
+    """LayerNorm(y * row_scale + bias + x) for (rows, H) float32 int8-matmul sums ``y`` and residual ``x``:
+    (out, out's bf16 copy or None, its quantization q or None, q's row scales or None)."""
+    rows, h = y.shape
+    out = torch.empty_like(x)
+    out16 = torch.empty(rows, h, dtype=torch.bfloat16) if bf16_copy else None
+    q, scale = (torch.empty(rows, h, dtype=torch.uint8), torch.empty(rows)) if quantize else (None, None)
+    kernels().q8_residual_ln(y.data_ptr(), row_scale.data_ptr(), bias.data_ptr(), x.data_ptr(), norm.weight.data_ptr(),
+                             norm.bias.data_ptr(), float(norm.eps), out.data_ptr(), _ptr(out16), _ptr(q), _ptr(scale),
+                             zero_point, rows, h, _threads())
+    return out, out16, None if q is None else _int8(q, zero_point), scale
 
 
 def can_split_heads(x: Tensor, *indexes: Tensor | None) -> bool:

@@ -591,8 +591,8 @@ void merge_heads_bwd(const char *dy, int64_t elem, const int64_t *grid_index, co
 int sequence_attention_native(void) { return 1; }
 
 /* One (segment, head): q, k, v rows of length d at stride ld; L <= ATT_LMAX, d a multiple of 32 <= ATT_DMAX. */
-static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_t ld, bf16 *o, int64_t ldo,
-                             int L, int d, float scale, char *scratch) {
+static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_t ld, void *o, int o_f32,
+                             int64_t ldo, int L, int d, float scale, char *scratch) {
     const int LP = (L + 15) & ~15, pairs = d / 2, dv = d / 16, blocks = LP / 16;
     /* k transposed into pairs: kt[p * LP + j] = (k[j][2p], k[j][2p+1]), so 16 keys' scores are one bf16 dot
        product per pair of dimensions; v in float32 (16 dimensions per vector): the probabilities stay float32
@@ -649,8 +649,11 @@ static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_
             }
         }
         for (int t = 0; t < nq; t++)
-            for (int c = 0; c < dv; c++)
-                _mm256_storeu_si256((__m256i *)(o + (i0 + t) * ldo + c * 16), (__m256i)_mm512_cvtneps_pbh(out[t][c]));
+            for (int c = 0; c < dv; c++) {
+                const int64_t at = (i0 + t) * ldo + c * 16;
+                if (o_f32) _mm512_storeu_ps((float *)o + at, out[t][c]);
+                else _mm256_storeu_si256((__m256i *)((bf16 *)o + at), (__m256i)_mm512_cvtneps_pbh(out[t][c]));
+            }
     }
 }
 
@@ -658,8 +661,8 @@ static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_
 int sequence_attention_native(void) { return 0; }
 
 /* The same math with scalar loops (any d <= ATT_DMAX): a portable reference, slower than torch's kernel. */
-static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_t ld, bf16 *o, int64_t ldo,
-                             int L, int d, float scale, char *scratch) {
+static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_t ld, void *o, int o_f32,
+                             int64_t ldo, int L, int d, float scale, char *scratch) {
     (void)scratch;
     float s[ATT_LMAX], acc[ATT_DMAX];
     for (int i = 0; i < L; i++) {
@@ -679,7 +682,7 @@ static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_
             const float pj = s[j] / sum;
             for (int e = 0; e < d; e++) acc[e] += pj * from_bf16(v[j * ld + e]);
         }
-        for (int e = 0; e < d; e++) o[i * ldo + e] = to_bf16(acc[e]);
+        for (int e = 0; e < d; e++) store(o, !o_f32, i * ldo + e, acc[e]);
     }
 }
 #endif
@@ -690,8 +693,9 @@ static void att_segment_head(const bf16 *q, const bf16 *k, const bf16 *v, int64_
 
 /* Returns 0, or -1 when the scratch memory cannot be allocated (nothing is written then). Sequences come in
    ascending length order, so they are handed out dynamically: a static split gave one thread all long ones. */
-int sequence_attention(const bf16 *qkv, bf16 *out, const int64_t *seg_start, const int64_t *seg_len, int64_t segments,
-                       int64_t H, int64_t heads, float scale, int threads) {
+int sequence_attention(const bf16 *qkv, void *out, int out_f32, const int64_t *seg_start, const int64_t *seg_len,
+                       int64_t segments, int64_t H, int64_t heads, float scale, int threads) {
+    const size_t elem = out_f32 ? sizeof(float) : sizeof(bf16);
     const int d = (int)(H / heads);
     char *scratch = aligned_alloc(64, (size_t)threads * ATT_SCRATCH);
     if (!scratch) return -1;
@@ -702,13 +706,13 @@ int sequence_attention(const bf16 *qkv, bf16 *out, const int64_t *seg_start, con
         for (int64_t g = 0; g < segments; g++) {
             const int64_t start = seg_start[g], len = seg_len[g];
             if (len <= 0) {
-                memset(out + start * H, 0, (size_t)(-len) * (size_t)H * sizeof(bf16));
+                memset((char *)out + (size_t)start * (size_t)H * elem, 0, (size_t)(-len) * (size_t)H * elem);
                 continue;
             }
             for (int64_t h = 0; h < heads; h++) {
                 const bf16 *base = qkv + start * 3 * H + h * d;
-                att_segment_head(base, base + H, base + 2 * H, 3 * H, out + start * H + h * d, H, (int)len, d, scale,
-                                 mine);
+                att_segment_head(base, base + H, base + 2 * H, 3 * H, (char *)out + (size_t)(start * H + h * d) * elem,
+                                 out_f32, H, (int)len, d, scale, mine);
             }
         }
     }
@@ -1063,5 +1067,127 @@ void column_sums(const void *x, int is_bf16, int64_t rows, int64_t cols, float *
         const int64_t lo = k * 64, hi = lo + 64 < cols ? lo + 64 : cols;
         if (is_bf16) column_chunk(x, 1, rows, cols, lo, hi, out);
         else column_chunk(x, 0, rows, cols, lo, hi, out);
+    }
+}
+
+/* ---- int8 inference (int8.py): the passes around the int8 matmuls of one encoder layer ----
+
+   Activations are quantized per row: q = round(v * 127 / amax) (+ 128 as uint8 on VNNI CPUs: `zp`), scale =
+   amax / 127, with amax = max |v| of the row (at least 1e-12). The int8 matmul (oneDNN) writes float32 sums with
+   the weight scales applied; the row scale, the bias, the activation or the residual + layer norm, and the
+   quantization for the next matmul are one pass over each row here, instead of ~8 torch ops over the matrix. */
+
+#define Q8_MAX_COLS 4096 /* the widest rows converted in a stack buffer (bf16 input, activations) */
+
+/* erf(x) (Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7), branch-free so the loops vectorize. */
+static inline float erf_approx(float x) {
+    const float a = fabsf(x);
+    const float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    const float e = 1.0f - p * t * exp_neg(-a * a);
+    return copysignf(e, x);
+}
+
+/* act: 0 = GELU (erf), 1 = GELU (tanh approximation), 2 = ReLU. */
+static inline float activation(float v, int act) {
+    if (act == 2) return v > 0.0f ? v : 0.0f;
+    if (act == 1) {
+        const float z = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+        const float e = exp_neg(-2.0f * fabsf(z));
+        return 0.5f * v * (1.0f + copysignf((1.0f - e) / (1.0f + e), z));
+    }
+    return 0.5f * v * (1.0f + erf_approx(v * 0.7071067811865476f));
+}
+
+/* One row of float32 values to int8 (stored as its uint8 bit pattern, + zp); returns the row's scale. */
+INLINE float quantize_row(const float *v, int64_t n, uint8_t *q, int zp) {
+    float amax = 1e-12f;
+#pragma omp simd reduction(max : amax)
+    for (int64_t j = 0; j < n; j++) {
+        const float a = fabsf(v[j]);
+        amax = a > amax ? a : amax; /* not fmaxf: its NaN rules keep gcc from vectorizing the loop */
+    }
+    const float inv = 127.0f / amax;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) q[j] = (uint8_t)((int32_t)rintf(v[j] * inv) + zp);
+    return amax / 127.0f;
+}
+
+/* x (rows, cols; float32, or bf16 with cols <= Q8_MAX_COLS) -> q (rows, cols) and scale (rows,). */
+void q8_quantize(const void *x, int is_bf16, int64_t rows, int64_t cols, uint8_t *q, float *scale, int zp,
+                 int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        float row[Q8_MAX_COLS] __attribute__((aligned(64)));
+        const float *v = (const float *)x + r * cols;
+        if (is_bf16) {
+            const bf16 *b = (const bf16 *)x + r * cols;
+#pragma omp simd
+            for (int64_t j = 0; j < cols; j++) row[j] = from_bf16(b[j]);
+            v = row;
+        }
+        scale[r] = quantize_row(v, cols, q + r * cols, zp);
+    }
+}
+
+/* y (rows, cols) float32 sums -> q, qscale: the quantization of act(y * rs[r] + bias). Rows of up to
+   Q8_MAX_COLS go through a buffer (one read of y, no write); wider rows are overwritten in y. */
+void q8_bias_act_quantize(float *y, const float *rs, const float *bias, int act, int64_t rows, int64_t cols,
+                          uint8_t *q, float *qscale, int zp, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        float row[Q8_MAX_COLS] __attribute__((aligned(64)));
+        const float *in = y + r * cols;
+        float *v = cols <= Q8_MAX_COLS ? row : y + r * cols;
+        const float s = rs[r];
+        if (act == 0) {
+#pragma omp simd
+            for (int64_t j = 0; j < cols; j++) v[j] = activation(in[j] * s + bias[j], 0);
+        } else if (act == 1) {
+#pragma omp simd
+            for (int64_t j = 0; j < cols; j++) v[j] = activation(in[j] * s + bias[j], 1);
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < cols; j++) v[j] = activation(in[j] * s + bias[j], 2);
+        }
+        qscale[r] = quantize_row(v, cols, q + r * cols, zp);
+    }
+}
+
+/* out = LayerNorm(y * rs[r] + bias + x) per row of H (float32); with q, also its quantization (q, qscale); with
+   out16, also its bf16 copy. out may not alias x. */
+void q8_residual_ln(const float *y, const float *rs, const float *bias, const float *x, const float *gamma,
+                    const float *beta, float eps, float *out, bf16 *out16, uint8_t *q, float *qscale, int zp,
+                    int64_t rows, int64_t H, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t o = r * H;
+        const float s = rs[r];
+        float *v = out + o;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < H; j++) {
+            v[j] = y[o + j] * s + bias[j] + x[o + j];
+            sum += v[j];
+        }
+        const float m = sum / (float)H;
+        float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int64_t j = 0; j < H; j++) {
+            const float d = v[j] - m;
+            var += d * d;
+        }
+        const float rstd = 1.0f / sqrtf(var / (float)H + eps);
+#pragma omp simd
+        for (int64_t j = 0; j < H; j++) v[j] = (v[j] - m) * rstd * gamma[j] + beta[j];
+        if (out16) {
+#pragma omp simd
+            for (int64_t j = 0; j < H; j++) out16[o + j] = to_bf16(v[j]);
+        }
+        if (q) qscale[r] = quantize_row(v, H, q + o, zp);
     }
 }
