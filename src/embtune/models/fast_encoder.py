@@ -493,6 +493,7 @@ class _Layout:
         self.batch, self.width = mask.shape
         self.spare = 0  # zero rows after the real tokens (set by FastEncoder.forward)
         self.segments: Tensor | None = None  # set when attention runs per sequence in place (sequence_segments)
+        self.bf16_rows: tuple[Tensor, Tensor] | None = None  # int8 layers: (output, its bf16 copy) for the next qkv
         mask = mask.bool()
         lengths_t = mask.sum(1)
         lengths = lengths_t.tolist()

@@ -194,7 +194,7 @@ def layer_forward(layer: nn.Module, x: Tensor, layout, bias: Tensor | None) -> T
     zp = layer.attn_out.zero_point
     context = None
     if type(layer.qkv) is Bf16Linear:
-        cached = getattr(layout, "bf16_rows", None)
+        cached = layout.bf16_rows
         x16 = cached[1] if cached is not None and cached[0] is x else x.to(torch.bfloat16)
         qkv = layer.qkv.bf16_product(x16)
         longest = layout.lengths[-1] if layout.lengths else 0
