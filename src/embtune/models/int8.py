@@ -12,7 +12,8 @@ the worst cosine to fp32 on STS-B test sentences fell to 0.91-0.94, so the per-r
 In embtune's own encoder, ``layer_forward`` runs each layer of the int8 model with the work between its int8
 matmuls (row scales, biases, activation, residual + layer norm, quantizing for the next matmul) as one C pass
 each (``fused.py``) instead of ~8 torch ops: on a Zen 4 EPYC (VNNI, AVX512-BF16) 3,000 STS-B sentences went
-from 1,098 to ~1,800-1,950 texts/s (bf16: ~1,300-1,500), the matmuls now ~70 % of the time.
+from 1,098 to 1,750-1,950 texts/s (bf16 1,280-1,500 in the same runs; bench/encode.py: int8 1,389, bf16 1,155),
+the matmuls now ~70 % of the time.
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y.add_(self.bias)
         return y.reshape(*shape[:-1], self.out_features)
-
 
     def product(self, q: Tensor) -> Tensor:
         """(rows, in) quantized activations (uint8 with ``zero_point`` 128, or int8) -> (rows, out) float32:
